@@ -1,0 +1,222 @@
+//! Typed configuration from environment variables (README lists them all). Secrets are
+//! held in `secrecy` types so they never reach a log through `Debug`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngExt;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Development generates missing secrets; production refuses to start without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Who may create an account through `register`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+/// Limits that keep one GraphQL request cheap.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphqlLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_page_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub database_url: String,
+    pub database_pool_size: usize,
+    pub host: IpAddr,
+    pub port: u16,
+    pub public_url: String,
+    pub secret_key_base: SecretString,
+    pub encryption_key: SecretString,
+    pub registration: Registration,
+    pub session_ttl: Duration,
+    pub graphql: GraphqlLimits,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+const DEFAULT_SECRET_PLACEHOLDERS: &[&str] = &["changeme", "change-me", "secret", "development"];
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Reads configuration through `var`, which returns a variable's value if set.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let environment = match var("LITESKILL_ENV").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => return Err(ConfigError(format!("LITESKILL_ENV must be development or production, not {other}"))),
+        };
+        let port: u16 = parse(&var, "PORT", 4000)?;
+        let public_url = var("PUBLIC_URL").unwrap_or_else(|| format!("http://localhost:{port}"));
+        if environment == Environment::Production && var("PUBLIC_URL").is_none() {
+            return Err(ConfigError("PUBLIC_URL must be set in production".into()));
+        }
+        let registration = match var("REGISTRATION").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("open") => Registration::Open,
+            Some("closed") => Registration::Closed,
+            Some(other) => return Err(ConfigError(format!("REGISTRATION must be open or closed, not {other}"))),
+        };
+        Ok(Config {
+            environment,
+            database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://liteskill.db".to_owned()),
+            database_pool_size: parse(&var, "DATABASE_POOL_SIZE", 16)?,
+            host: parse(&var, "HOST", IpAddr::from([127, 0, 0, 1]))?,
+            port,
+            public_url,
+            secret_key_base: secret_key_base(environment, var("SECRET_KEY_BASE"))?,
+            encryption_key: encryption_key(environment, var("ENCRYPTION_KEY"))?,
+            registration,
+            session_ttl: Duration::from_secs(3600 * parse::<u64>(&var, "SESSION_TTL_HOURS", 24 * 30)?),
+            graphql: GraphqlLimits {
+                max_depth: parse(&var, "GRAPHQL_MAX_DEPTH", 12)?,
+                max_complexity: parse(&var, "GRAPHQL_MAX_COMPLEXITY", 5_000)?,
+                max_page_size: parse(&var, "GRAPHQL_MAX_PAGE_SIZE", 100)?,
+            },
+            max_body_bytes: parse(&var, "MAX_BODY_BYTES", 2 * 1024 * 1024)?,
+        })
+    }
+
+    /// Cookies get `Secure` when users reach the server over HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+fn parse<T: std::str::FromStr>(var: &impl Fn(&str) -> Option<String>, key: &str, default: T) -> Result<T, ConfigError> {
+    match var(key) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|_| ConfigError(format!("{key} has an invalid value `{raw}`"))),
+    }
+}
+
+fn secret_key_base(environment: Environment, value: Option<String>) -> Result<SecretString, ConfigError> {
+    match value {
+        Some(key) if key.len() >= 64 && !DEFAULT_SECRET_PLACEHOLDERS.contains(&key.to_ascii_lowercase().as_str()) => {
+            Ok(key.into())
+        }
+        Some(_) if environment == Environment::Production => {
+            Err(ConfigError("SECRET_KEY_BASE must be at least 64 random characters".into()))
+        }
+        None if environment == Environment::Production => Err(ConfigError(
+            "SECRET_KEY_BASE must be set in production (generate one with `liteskill key generate`)".into(),
+        )),
+        _ => {
+            tracing::warn!("SECRET_KEY_BASE is missing or weak: using a random one for this run (development only)");
+            Ok(random_base64(48).into())
+        }
+    }
+}
+
+fn encryption_key(environment: Environment, value: Option<String>) -> Result<SecretString, ConfigError> {
+    let valid = |key: &str| matches!(STANDARD.decode(key.trim()), Ok(bytes) if bytes.len() == 32 && bytes.iter().any(|b| *b != 0));
+    match value {
+        Some(key) if valid(&key) => Ok(key.into()),
+        Some(_) => Err(ConfigError("ENCRYPTION_KEY must be 32 random bytes in base64 (`liteskill key generate`)".into())),
+        None if environment == Environment::Production => {
+            Err(ConfigError("ENCRYPTION_KEY must be set in production (`liteskill key generate`)".into()))
+        }
+        None => {
+            tracing::warn!("ENCRYPTION_KEY is not set: using a random one for this run (development only)");
+            Ok(random_base64(32).into())
+        }
+    }
+}
+
+/// `len` random bytes in standard base64: the format of `ENCRYPTION_KEY`.
+pub fn random_base64(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    rand::rng().fill(&mut bytes[..]);
+    STANDARD.encode(bytes)
+}
+
+impl Config {
+    /// The encryption key's bytes (validated when the configuration was read).
+    pub fn encryption_key_bytes(&self) -> Vec<u8> {
+        STANDARD.decode(self.encryption_key.expose_secret().trim()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn development_defaults_need_nothing() {
+        let config = config(&[]).expect("defaults");
+        assert_eq!(config.database_url, "sqlite://liteskill.db");
+        assert_eq!(config.port, 4000);
+        assert_eq!(config.encryption_key_bytes().len(), 32);
+    }
+
+    #[test]
+    fn production_refuses_missing_or_default_secrets() {
+        let key = random_base64(32);
+        let base = "x".repeat(64);
+        assert!(config(&[("LITESKILL_ENV", "production"), ("PUBLIC_URL", "https://chat.example")]).is_err());
+        assert!(
+            config(&[
+                ("LITESKILL_ENV", "production"),
+                ("PUBLIC_URL", "https://chat.example"),
+                ("SECRET_KEY_BASE", "changeme"),
+                ("ENCRYPTION_KEY", &key)
+            ])
+            .is_err()
+        );
+        assert!(
+            config(&[
+                ("LITESKILL_ENV", "production"),
+                ("PUBLIC_URL", "https://chat.example"),
+                ("SECRET_KEY_BASE", &base),
+                ("ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            ])
+            .is_err()
+        );
+        let ok = config(&[
+            ("LITESKILL_ENV", "production"),
+            ("PUBLIC_URL", "https://chat.example"),
+            ("SECRET_KEY_BASE", &base),
+            ("ENCRYPTION_KEY", &key),
+        ])
+        .expect("complete production config");
+        assert!(ok.secure_cookies());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let key = random_base64(32);
+        let config = config(&[("ENCRYPTION_KEY", &key)]).expect("config");
+        assert!(!format!("{config:?}").contains(&key));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = config(&[("PORT", "eighty")]).expect_err("invalid port");
+        assert!(err.to_string().contains("PORT"));
+    }
+}

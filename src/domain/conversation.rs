@@ -1,0 +1,304 @@
+//! The conversation aggregate: who owns it, whether it accepts messages, how many it has.
+//!
+//! States: `active <-> streaming` while the assistant answers (`awaiting_approval` while a
+//! tool call waits), `active <-> archived`. An archived conversation is read-only until
+//! unarchived; sending while an answer streams is a conflict.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{MessageId, UserId};
+use super::values::{MessageContent, ModelId, SystemPrompt, Title};
+use super::{Actor, Aggregate, DomainEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    Streaming,
+    AwaitingApproval,
+    Archived,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Streaming => "streaming",
+            Status::AwaitingApproval => "awaiting_approval",
+            Status::Archived => "archived",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        [Status::Active, Status::Streaming, Status::AwaitingApproval, Status::Archived]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Create {
+        owner: UserId,
+        title: Title,
+        model_id: Option<ModelId>,
+        system_prompt: Option<SystemPrompt>,
+    },
+    Rename {
+        title: Title,
+    },
+    Archive,
+    Unarchive,
+    AddUserMessage {
+        message_id: MessageId,
+        content: MessageContent,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    ConversationCreated {
+        owner_id: UserId,
+        title: String,
+        model_id: Option<String>,
+        system_prompt: Option<String>,
+    },
+    ConversationRenamed {
+        title: String,
+    },
+    ConversationArchived {},
+    ConversationUnarchived {},
+    UserMessageAdded {
+        message_id: MessageId,
+        /// 1-based place of the message in the conversation.
+        seq: i64,
+        content: String,
+    },
+}
+
+impl DomainEvent for Event {}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Does not exist, or the actor may not see it: the two look the same.
+    #[error("conversation not found")]
+    NotFound,
+    #[error("conversation already exists")]
+    AlreadyExists,
+    #[error("conversation is archived; unarchive it to change it")]
+    Archived,
+    #[error("an answer is still streaming in this conversation")]
+    Busy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct State {
+    owner: UserId,
+    title: String,
+    status: Status,
+    message_count: i64,
+}
+
+/// A conversation as far as deciding commands needs it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conversation {
+    state: Option<State>,
+}
+
+impl Conversation {
+    pub fn status(&self) -> Option<Status> {
+        self.state.as_ref().map(|s| s.status)
+    }
+
+    /// The state as seen by `actor`: absent when it does not exist or is not theirs.
+    fn visible_to(&self, actor: Actor) -> Result<&State, Rejection> {
+        match (&self.state, actor) {
+            (Some(state), Actor::System) => Ok(state),
+            (Some(state), Actor::User(user)) if state.owner == user => Ok(state),
+            _ => Err(Rejection::NotFound),
+        }
+    }
+}
+
+impl Aggregate for Conversation {
+    type Command = Command;
+    type Event = Event;
+    type Rejection = Rejection;
+
+    fn decide(&self, actor: Actor, command: Command) -> Result<Vec<Event>, Rejection> {
+        if let Command::Create { owner, title, model_id, system_prompt } = command {
+            if self.state.is_some() {
+                return Err(Rejection::AlreadyExists);
+            }
+            return Ok(vec![Event::ConversationCreated {
+                owner_id: owner,
+                title: title.into_inner(),
+                model_id: model_id.map(ModelId::into_inner),
+                system_prompt: system_prompt.map(SystemPrompt::into_inner),
+            }]);
+        }
+        let state = self.visible_to(actor)?;
+        let writable = || match state.status {
+            Status::Archived => Err(Rejection::Archived),
+            _ => Ok(()),
+        };
+        match command {
+            Command::Create { .. } => unreachable!("handled above"),
+            Command::Rename { title } => {
+                writable()?;
+                if title.as_str() == state.title {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::ConversationRenamed { title: title.into_inner() }])
+            }
+            Command::Archive => match state.status {
+                Status::Archived => Ok(vec![]),
+                Status::Active => Ok(vec![Event::ConversationArchived {}]),
+                Status::Streaming | Status::AwaitingApproval => Err(Rejection::Busy),
+            },
+            Command::Unarchive => match state.status {
+                Status::Archived => Ok(vec![Event::ConversationUnarchived {}]),
+                _ => Ok(vec![]),
+            },
+            Command::AddUserMessage { message_id, content } => match state.status {
+                Status::Active => Ok(vec![Event::UserMessageAdded {
+                    message_id,
+                    seq: state.message_count + 1,
+                    content: content.as_str().to_owned(),
+                }]),
+                Status::Archived => Err(Rejection::Archived),
+                Status::Streaming | Status::AwaitingApproval => Err(Rejection::Busy),
+            },
+        }
+    }
+
+    fn evolve(self, event: &Event) -> Self {
+        let state = match (self.state, event) {
+            (_, Event::ConversationCreated { owner_id, title, .. }) => State {
+                owner: *owner_id,
+                title: title.clone(),
+                status: Status::Active,
+                message_count: 0,
+            },
+            (None, _) => return Conversation { state: None },
+            (Some(state), Event::ConversationRenamed { title }) => State { title: title.clone(), ..state },
+            (Some(state), Event::ConversationArchived {}) => State { status: Status::Archived, ..state },
+            (Some(state), Event::ConversationUnarchived {}) => State { status: Status::Active, ..state },
+            (Some(state), Event::UserMessageAdded { seq, .. }) => State { message_count: *seq, ..state },
+        };
+        Conversation { state: Some(state) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Given these past events, when `actor` sends `command`, then expect this outcome.
+    fn given(events: &[Event]) -> Conversation {
+        events.iter().fold(Conversation::default(), Conversation::evolve)
+    }
+
+    fn created(owner: UserId) -> Event {
+        Event::ConversationCreated {
+            owner_id: owner,
+            title: "Plans".into(),
+            model_id: None,
+            system_prompt: None,
+        }
+    }
+
+    fn message(text: &str) -> Command {
+        Command::AddUserMessage {
+            message_id: MessageId::new(),
+            content: MessageContent::parse(text).expect("valid content"),
+        }
+    }
+
+    fn title(text: &str) -> Title {
+        Title::parse(text).expect("valid title")
+    }
+
+    #[test]
+    fn create_records_the_owner() {
+        let owner = UserId::new();
+        let events = given(&[])
+            .decide(Actor::User(owner), Command::Create { owner, title: title("Plans"), model_id: None, system_prompt: None })
+            .expect("created");
+        assert_eq!(events, vec![created(owner)]);
+    }
+
+    #[test]
+    fn create_twice_is_refused() {
+        let owner = UserId::new();
+        let outcome = given(&[created(owner)]).decide(
+            Actor::User(owner),
+            Command::Create { owner, title: title("Again"), model_id: None, system_prompt: None },
+        );
+        assert_eq!(outcome, Err(Rejection::AlreadyExists));
+    }
+
+    #[test]
+    fn messages_are_numbered_in_order() {
+        let owner = UserId::new();
+        let mut conversation = given(&[created(owner)]);
+        for expected in 1..=3 {
+            let events = conversation.decide(Actor::User(owner), message("hello")).expect("accepted");
+            match &events[..] {
+                [Event::UserMessageAdded { seq, .. }] => assert_eq!(*seq, expected),
+                other => panic!("unexpected {other:?}"),
+            }
+            conversation = events.iter().fold(conversation, Conversation::evolve);
+        }
+    }
+
+    #[test]
+    fn someone_else_sees_nothing() {
+        let stranger = Actor::User(UserId::new());
+        let conversation = given(&[created(UserId::new())]);
+        assert_eq!(conversation.decide(stranger, message("hi")), Err(Rejection::NotFound));
+        assert_eq!(conversation.decide(stranger, Command::Archive), Err(Rejection::NotFound));
+        assert_eq!(conversation.decide(stranger, Command::Rename { title: title("x") }), Err(Rejection::NotFound));
+    }
+
+    #[test]
+    fn missing_conversation_is_not_found() {
+        assert_eq!(given(&[]).decide(Actor::User(UserId::new()), Command::Archive), Err(Rejection::NotFound));
+    }
+
+    #[test]
+    fn archived_is_read_only_until_unarchived() {
+        let owner = UserId::new();
+        let actor = Actor::User(owner);
+        let archived = given(&[created(owner), Event::ConversationArchived {}]);
+        assert_eq!(archived.status(), Some(Status::Archived));
+        assert_eq!(archived.decide(actor, message("hi")), Err(Rejection::Archived));
+        assert_eq!(archived.decide(actor, Command::Rename { title: title("New") }), Err(Rejection::Archived));
+        assert_eq!(archived.decide(actor, Command::Archive), Ok(vec![]));
+        assert_eq!(archived.decide(actor, Command::Unarchive), Ok(vec![Event::ConversationUnarchived {}]));
+
+        let unarchived = archived.evolve(&Event::ConversationUnarchived {});
+        assert_eq!(unarchived.status(), Some(Status::Active));
+        assert!(unarchived.decide(actor, message("hi")).is_ok());
+    }
+
+    #[test]
+    fn renaming_to_the_same_title_records_nothing() {
+        let owner = UserId::new();
+        let conversation = given(&[created(owner)]);
+        assert_eq!(conversation.decide(Actor::User(owner), Command::Rename { title: title("Plans") }), Ok(vec![]));
+        assert_eq!(
+            conversation.decide(Actor::User(owner), Command::Rename { title: title("Trips") }),
+            Ok(vec![Event::ConversationRenamed { title: "Trips".into() }])
+        );
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in [Status::Active, Status::Streaming, Status::AwaitingApproval, Status::Archived] {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The user account aggregate. Credentials are not part of it: a password hash never
+//! enters an event, only the fact that the password changed.
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{DisplayName, Email};
+use super::{Actor, Aggregate, DomainEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Register { email: Email, name: DisplayName, role: Role },
+    SetRole { role: Role },
+    ChangePassword,
+    Disable,
+    Enable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    UserRegistered { email: String, name: String, role: Role },
+    UserRoleChanged { role: Role },
+    UserPasswordChanged {},
+    UserDisabled {},
+    UserEnabled {},
+}
+
+impl DomainEvent for Event {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("user not found")]
+    NotFound,
+    #[error("user already exists")]
+    AlreadyExists,
+    #[error("only an administrator may do this")]
+    Forbidden,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct State {
+    role: Role,
+    disabled: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct User {
+    state: Option<State>,
+}
+
+impl Aggregate for User {
+    type Command = Command;
+    type Event = Event;
+    type Rejection = Rejection;
+
+    fn decide(&self, actor: Actor, command: Command) -> Result<Vec<Event>, Rejection> {
+        if let Command::Register { email, name, role } = command {
+            if self.state.is_some() {
+                return Err(Rejection::AlreadyExists);
+            }
+            return Ok(vec![Event::UserRegistered {
+                email: email.as_str().to_owned(),
+                name: name.into_inner(),
+                role,
+            }]);
+        }
+        let state = self.state.as_ref().ok_or(Rejection::NotFound)?;
+        // Account administration is the operator's (CLI) for now; users change only their password.
+        let operator = actor == Actor::System;
+        match command {
+            Command::Register { .. } => unreachable!("handled above"),
+            Command::SetRole { role } if operator => {
+                Ok(if state.role == role { vec![] } else { vec![Event::UserRoleChanged { role }] })
+            }
+            Command::ChangePassword => Ok(vec![Event::UserPasswordChanged {}]),
+            Command::Disable if operator => {
+                Ok(if state.disabled { vec![] } else { vec![Event::UserDisabled {}] })
+            }
+            Command::Enable if operator => {
+                Ok(if state.disabled { vec![Event::UserEnabled {}] } else { vec![] })
+            }
+            Command::SetRole { .. } | Command::Disable | Command::Enable => Err(Rejection::Forbidden),
+        }
+    }
+
+    fn evolve(self, event: &Event) -> Self {
+        let state = match (self.state, event) {
+            (_, Event::UserRegistered { role, .. }) => State { role: *role, disabled: false },
+            (None, _) => return User { state: None },
+            (Some(state), Event::UserRoleChanged { role }) => State { role: *role, ..state },
+            (Some(state), Event::UserPasswordChanged {}) => state,
+            (Some(state), Event::UserDisabled {}) => State { disabled: true, ..state },
+            (Some(state), Event::UserEnabled {}) => State { disabled: false, ..state },
+        };
+        User { state: Some(state) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::UserId;
+
+    fn registered() -> User {
+        User::default().evolve(&Event::UserRegistered { email: "a@b.c".into(), name: "A".into(), role: Role::User })
+    }
+
+    #[test]
+    fn register_once() {
+        let command = || Command::Register {
+            email: Email::parse("a@b.c").expect("valid"),
+            name: DisplayName::parse("A").expect("valid"),
+            role: Role::User,
+        };
+        assert_eq!(User::default().decide(Actor::System, command()).map(|e| e.len()), Ok(1));
+        assert_eq!(registered().decide(Actor::System, command()), Err(Rejection::AlreadyExists));
+    }
+
+    #[test]
+    fn only_the_operator_changes_roles_and_disables() {
+        let user = Actor::User(UserId::new());
+        assert_eq!(registered().decide(user, Command::SetRole { role: Role::Admin }), Err(Rejection::Forbidden));
+        assert_eq!(registered().decide(user, Command::Disable), Err(Rejection::Forbidden));
+        assert_eq!(
+            registered().decide(Actor::System, Command::SetRole { role: Role::Admin }),
+            Ok(vec![Event::UserRoleChanged { role: Role::Admin }])
+        );
+    }
+
+    #[test]
+    fn disabling_twice_records_once() {
+        let disabled = registered().evolve(&Event::UserDisabled {});
+        assert_eq!(disabled.decide(Actor::System, Command::Disable), Ok(vec![]));
+        assert_eq!(disabled.decide(Actor::System, Command::Enable), Ok(vec![Event::UserEnabled {}]));
+    }
+
+    #[test]
+    fn unknown_user_is_not_found() {
+        assert_eq!(User::default().decide(Actor::System, Command::ChangePassword), Err(Rejection::NotFound));
+    }
+}

@@ -1,0 +1,362 @@
+//! Conversations and their messages: queries, mutations and the audit trail.
+
+use std::collections::HashMap;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+
+use super::account::User;
+use super::pagination::{decode_cursor, encode_cursor, page_size};
+use super::{ApiResult, ContextExt, parse_id};
+use crate::auth::Viewer;
+use crate::domain::Actor;
+use crate::domain::conversation::{self, Command, Conversation as Aggregate};
+use crate::domain::ids::{ConversationId, MessageId, UserId};
+use crate::domain::values::{MessageContent, ModelId, SystemPrompt, Title};
+use crate::error::{AppError, AppResult};
+use crate::storage::event_store::{self, execute};
+use crate::storage::projections::conversations::{self, ConversationRow, ListKey};
+use crate::storage::projections::messages::{self, MessageRow};
+use crate::storage::projections::users;
+use crate::storage::{Db, DbConn};
+
+const DEFAULT_TITLE: &str = "New conversation";
+
+/// A conversation with the assistant.
+pub struct Conversation(ConversationRow);
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum ConversationStatus {
+    Active,
+    Streaming,
+    AwaitingApproval,
+    Archived,
+}
+
+impl From<conversation::Status> for ConversationStatus {
+    fn from(status: conversation::Status) -> Self {
+        use conversation::Status::*;
+        match status {
+            Active => ConversationStatus::Active,
+            Streaming => ConversationStatus::Streaming,
+            AwaitingApproval => ConversationStatus::AwaitingApproval,
+            Archived => ConversationStatus::Archived,
+        }
+    }
+}
+
+#[Object]
+impl Conversation {
+    async fn id(&self) -> ID {
+        ID(self.0.conversation_id().to_string())
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    /// The model that answers; null means the server's default model.
+    async fn model_id(&self) -> Option<&str> {
+        self.0.model_id.as_deref()
+    }
+
+    async fn system_prompt(&self) -> Option<&str> {
+        self.0.system_prompt.as_deref()
+    }
+
+    async fn status(&self) -> ConversationStatus {
+        self.0.status().into()
+    }
+
+    async fn archived(&self) -> bool {
+        self.0.archived
+    }
+
+    async fn message_count(&self) -> i64 {
+        self.0.message_count
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.0
+    }
+
+    /// Time of the last message or rename: the order of the conversation list.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at.0
+    }
+
+    /// Messages, oldest first.
+    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, Message>> {
+        let limit = page_size(first, ctx.max_page_size())?;
+        let after_seq = match &after {
+            Some(cursor) => decode_cursor(cursor)?
+                .parse::<i64>()
+                .map_err(|_| AppError::bad_input("after", "is not a cursor from this server"))?,
+            None => 0,
+        };
+        let mut conn = ctx.app().db.conn().await?;
+        let mut rows = messages::list(&mut conn, self.0.conversation_id(), after_seq, limit as i64 + 1).await?;
+        let has_next = rows.len() > limit;
+        rows.truncate(limit);
+        let mut page = Connection::new(after_seq > 0, has_next);
+        page.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(&row.seq.to_string()), Message(row))));
+        Ok(page)
+    }
+}
+
+/// One message of a conversation.
+pub struct Message(MessageRow);
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum MessageRole {
+    User,
+    Assistant,
+}
+
+#[Object]
+impl Message {
+    async fn id(&self) -> ID {
+        ID(self.0.message_id().to_string())
+    }
+
+    async fn conversation_id(&self) -> ID {
+        ID(self.0.conversation_id.0.to_string())
+    }
+
+    /// 1-based place in the conversation.
+    async fn seq(&self) -> i64 {
+        self.0.seq
+    }
+
+    async fn role(&self) -> MessageRole {
+        match self.0.role.as_str() {
+            "assistant" => MessageRole::Assistant,
+            _ => MessageRole::User,
+        }
+    }
+
+    async fn content(&self) -> &str {
+        &self.0.content
+    }
+
+    /// The user who wrote it; null for the assistant.
+    async fn author_id(&self) -> Option<ID> {
+        self.0.author().map(|id| ID(id.to_string()))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.0
+    }
+}
+
+/// One recorded change of a conversation: the audit trail.
+#[derive(SimpleObject)]
+pub struct HistoryEvent {
+    /// Event type, such as `UserMessageAdded`.
+    #[graphql(name = "type")]
+    pub event_type: String,
+    /// The conversation's version after this event (1 for its creation).
+    pub version: i64,
+    /// Who caused it; null for the operator (CLI) or the server itself.
+    pub actor: Option<User>,
+    pub occurred_at: DateTime<Utc>,
+    pub data: Json<serde_json::Value>,
+}
+
+#[derive(InputObject)]
+pub struct CreateConversationInput {
+    /// Defaults to "New conversation".
+    pub title: Option<String>,
+    /// Defaults to the server's default model.
+    pub model_id: Option<String>,
+    pub system_prompt: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SendMessageInput {
+    pub conversation_id: ID,
+    pub content: String,
+}
+
+/// The conversation if `viewer` may read it; otherwise NOT_FOUND, as if it did not exist.
+async fn readable(conn: &mut DbConn, viewer: &Viewer, id: ConversationId) -> AppResult<ConversationRow> {
+    match conversations::find(conn, id).await? {
+        Some(row) if row.owner() == viewer.user_id => Ok(row),
+        _ => Err(AppError::NotFound("conversation")),
+    }
+}
+
+/// Runs a conversation command and returns the conversation as it is afterwards.
+async fn run_command(db: &Db, actor: Actor, id: ConversationId, command: Command) -> AppResult<ConversationRow> {
+    db.write(|conn| {
+        async move {
+            execute::<Aggregate>(conn, id.uuid(), actor, command).await?;
+            conversations::find(conn, id).await?.ok_or(AppError::NotFound("conversation"))
+        }
+        .boxed()
+    })
+    .await
+}
+
+fn conversation_id(id: &ID) -> AppResult<ConversationId> {
+    parse_id("id", id, ConversationId::parse)
+}
+
+fn list_cursor(key: ListKey) -> String {
+    encode_cursor(&format!("{}|{}", key.updated_at.timestamp_micros(), key.id))
+}
+
+fn parse_list_cursor(cursor: &str) -> AppResult<ListKey> {
+    let invalid = || AppError::bad_input("after", "is not a cursor from this server");
+    let inner = decode_cursor(cursor)?;
+    let (micros, id) = inner.split_once('|').ok_or_else(invalid)?;
+    let updated_at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
+    Ok(ListKey { updated_at, id })
+}
+
+#[derive(Default)]
+pub struct ConversationQuery;
+
+#[Object]
+impl ConversationQuery {
+    /// The viewer's conversations, most recent activity first.
+    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn conversations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default = false)] archived: bool,
+    ) -> ApiResult<Connection<String, Conversation>> {
+        let viewer = ctx.viewer()?;
+        let limit = page_size(first, ctx.max_page_size())?;
+        let after_key = after.as_deref().map(parse_list_cursor).transpose()?;
+        let mut conn = ctx.app().db.conn().await?;
+        let mut rows = conversations::list(&mut conn, viewer.user_id, archived, after_key, limit as i64 + 1).await?;
+        let has_next = rows.len() > limit;
+        rows.truncate(limit);
+        let mut page = Connection::new(after_key.is_some(), has_next);
+        page.edges.extend(rows.into_iter().map(|row| Edge::new(list_cursor(row.list_key()), Conversation(row))));
+        Ok(page)
+    }
+
+    async fn conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
+        let viewer = ctx.viewer()?;
+        let id = conversation_id(&id)?;
+        let mut conn = ctx.app().db.conn().await?;
+        Ok(Conversation(readable(&mut conn, viewer, id).await?))
+    }
+
+    /// Every recorded change of a conversation, oldest first, with who made it.
+    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn conversation_history(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: ID,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, HistoryEvent>> {
+        let viewer = ctx.viewer()?;
+        let id = parse_id("conversationId", &conversation_id, ConversationId::parse)?;
+        let limit = page_size(first, ctx.max_page_size())?;
+        let after_version = match &after {
+            Some(cursor) => decode_cursor(cursor)?
+                .parse::<i64>()
+                .map_err(|_| AppError::bad_input("after", "is not a cursor from this server"))?,
+            None => 0,
+        };
+        let mut conn = ctx.app().db.conn().await?;
+        readable(&mut conn, viewer, id).await?;
+        let mut events = event_store::load_stream_page(&mut conn, id.uuid(), after_version, limit as i64 + 1).await?;
+        let has_next = events.len() > limit;
+        events.truncate(limit);
+        let mut actor_ids: Vec<UserId> =
+            events.iter().filter_map(|e| e.actor_id).map(|id| UserId::from_uuid(id.0)).collect();
+        actor_ids.sort();
+        actor_ids.dedup();
+        let actors: HashMap<UserId, users::UserRow> =
+            users::find_many(&mut conn, &actor_ids).await?.into_iter().map(|u| (u.user_id(), u)).collect();
+        let mut page = Connection::new(after_version > 0, has_next);
+        page.edges.extend(events.into_iter().map(|event| {
+            let actor = event.actor_id.and_then(|id| actors.get(&UserId::from_uuid(id.0))).cloned().map(User::from);
+            Edge::new(
+                encode_cursor(&event.stream_version.to_string()),
+                HistoryEvent {
+                    version: event.stream_version,
+                    occurred_at: event.occurred_at(),
+                    actor,
+                    event_type: event.event_type,
+                    data: Json(event.payload),
+                },
+            )
+        }));
+        Ok(page)
+    }
+}
+
+#[derive(Default)]
+pub struct ConversationMutation;
+
+#[Object]
+impl ConversationMutation {
+    async fn create_conversation(&self, ctx: &Context<'_>, input: CreateConversationInput) -> ApiResult<Conversation> {
+        let viewer = ctx.viewer()?;
+        let command = Command::Create {
+            owner: viewer.user_id,
+            title: Title::parse(input.title.as_deref().unwrap_or(DEFAULT_TITLE))?,
+            model_id: input.model_id.as_deref().map(ModelId::parse).transpose()?,
+            system_prompt: input.system_prompt.as_deref().map(SystemPrompt::parse).transpose()?,
+        };
+        Ok(Conversation(run_command(&ctx.app().db, viewer.actor(), ConversationId::new(), command).await?))
+    }
+
+    async fn rename_conversation(&self, ctx: &Context<'_>, id: ID, title: String) -> ApiResult<Conversation> {
+        let viewer = ctx.viewer()?;
+        let id = conversation_id(&id)?;
+        let title = Title::parse(&title)?;
+        Ok(Conversation(run_command(&ctx.app().db, viewer.actor(), id, Command::Rename { title }).await?))
+    }
+
+    /// Makes a conversation read-only and moves it to the archived list.
+    async fn archive_conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
+        let viewer = ctx.viewer()?;
+        let id = conversation_id(&id)?;
+        Ok(Conversation(run_command(&ctx.app().db, viewer.actor(), id, Command::Archive).await?))
+    }
+
+    async fn unarchive_conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
+        let viewer = ctx.viewer()?;
+        let id = conversation_id(&id)?;
+        Ok(Conversation(run_command(&ctx.app().db, viewer.actor(), id, Command::Unarchive).await?))
+    }
+
+    /// Records the viewer's message. The assistant's reply streams separately.
+    async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> ApiResult<Message> {
+        let viewer = ctx.viewer()?;
+        let id = parse_id("conversationId", &input.conversation_id, ConversationId::parse)?;
+        let content = MessageContent::parse(&input.content)?;
+        let message_id = MessageId::new();
+        let db = &ctx.app().db;
+        let actor = viewer.actor();
+        let row = db
+            .write(|conn| {
+                async move {
+                    execute::<Aggregate>(conn, id.uuid(), actor, Command::AddUserMessage { message_id, content })
+                        .await?;
+                    messages::find(conn, message_id).await?.ok_or(AppError::NotFound("message"))
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(Message(row))
+    }
+}

@@ -1,0 +1,80 @@
+//! The GraphQL API, assembled from one part per resource.
+
+pub mod account;
+pub mod conversation;
+pub mod error;
+pub mod pagination;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema, ID};
+
+use crate::app::App;
+use crate::auth::Viewer;
+use crate::domain::ids::InvalidId;
+use crate::error::AppError;
+
+pub use error::{ApiError, ApiResult};
+
+#[derive(MergedObject, Default)]
+pub struct Query(account::AccountQuery, conversation::ConversationQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(account::AccountMutation, conversation::ConversationMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Who is asking, resolved once per HTTP request or websocket connection.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub viewer: Option<Viewer>,
+    pub user_agent: Option<String>,
+}
+
+/// The schema with its limits, serving `app`.
+pub fn build_schema(app: Arc<App>) -> AppSchema {
+    let limits = app.config.graphql;
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(app)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(error::ErrorCodes)
+        .finish()
+}
+
+/// The schema in SDL: what `schema.graphql` holds.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+}
+
+/// Access to the application and the viewer from a resolver.
+pub trait ContextExt {
+    fn app(&self) -> &Arc<App>;
+    fn request(&self) -> &RequestContext;
+
+    /// The signed-in viewer, or `UNAUTHENTICATED`.
+    fn viewer(&self) -> Result<&Viewer, AppError> {
+        self.request().viewer.as_ref().ok_or(AppError::Unauthenticated)
+    }
+
+    /// The largest page a list may return.
+    fn max_page_size(&self) -> usize {
+        self.app().config.graphql.max_page_size
+    }
+}
+
+impl ContextExt for Context<'_> {
+    fn app(&self) -> &Arc<App> {
+        self.data_unchecked::<Arc<App>>()
+    }
+
+    fn request(&self) -> &RequestContext {
+        static ANONYMOUS: RequestContext = RequestContext { viewer: None, user_agent: None };
+        self.data_opt::<RequestContext>().unwrap_or(&ANONYMOUS)
+    }
+}
+
+/// Parses a client-supplied id, naming the argument when it is malformed.
+pub fn parse_id<T>(field: &'static str, id: &ID, parse: fn(&str) -> Result<T, InvalidId>) -> Result<T, AppError> {
+    parse(id.as_str()).map_err(|e| AppError::bad_input(field, e.to_string()))
+}

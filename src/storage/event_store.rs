@@ -1,0 +1,226 @@
+//! The append-only event log: append with an expected version, load a stream, and read
+//! everything after a cursor.
+//!
+//! Cursor safety: on PostgreSQL a sequence value is taken when a row is inserted, not
+//! when its transaction commits, so positions become visible out of order. Each event
+//! therefore records its writing transaction id, and a reader only returns events of
+//! transactions older than the oldest one still running (`pg_snapshot_xmin`), ordered by
+//! (transaction id, position). Everything that commits later sorts after the cursor.
+//! SQLite has a single writer, so commit order is position order and `tx_id` is 0.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::schema::events;
+use super::sql_types::{DbTime, DbUuid};
+use super::{DbConn, StoreError, StoreResult, on_unique_violation, projections, with_conn};
+use crate::domain::{self, Actor, Aggregate, EncodedEvent, Event};
+
+/// Where a reader is in the log: after the event with this (transaction, position).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor {
+    pub tx_id: i64,
+    pub position: i64,
+}
+
+impl Cursor {
+    /// The beginning of the log.
+    pub const START: Cursor = Cursor { tx_id: -1, position: 0 };
+
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.tx_id, self.position)
+    }
+
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (tx, position) = text.split_once('.')?;
+        Some(Cursor { tx_id: tx.parse().ok()?, position: position.parse().ok()? })
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub tx_id: i64,
+    pub stream_id: DbUuid,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub event_version: i16,
+    pub payload: serde_json::Value,
+    pub actor_id: Option<DbUuid>,
+    pub occurred_at: DbTime,
+}
+
+impl RecordedEvent {
+    pub fn cursor(&self) -> Cursor {
+        Cursor { tx_id: self.tx_id, position: self.position }
+    }
+
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.occurred_at.0
+    }
+
+    pub fn decode(&self) -> StoreResult<Event> {
+        Event::decode(&self.event_type, self.event_version, &self.payload).map_err(|e| self.undecodable(e))
+    }
+
+    fn undecodable(&self, error: domain::DecodeError) -> StoreError {
+        StoreError::Decode(format!("event {}: {error}", self.position))
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct NewEventRow {
+    stream_id: DbUuid,
+    stream_version: i64,
+    event_type: String,
+    event_version: i16,
+    payload: serde_json::Value,
+    actor_id: Option<DbUuid>,
+    occurred_at: DbTime,
+}
+
+/// Appends `new` to a stream whose last version must be `expected_version` (0 for a new
+/// stream). A writer that lost the race gets [`StoreError::Conflict`].
+pub async fn append(
+    conn: &mut DbConn,
+    stream_id: Uuid,
+    expected_version: i64,
+    actor: Actor,
+    occurred_at: DateTime<Utc>,
+    new: Vec<EncodedEvent>,
+) -> StoreResult<Vec<RecordedEvent>> {
+    let mut recorded = Vec::with_capacity(new.len());
+    for (version, event) in (expected_version + 1..).zip(new) {
+        let row = NewEventRow {
+            stream_id: stream_id.into(),
+            stream_version: version,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            payload: event.payload,
+            actor_id: actor.user_id().map(|id| id.uuid().into()),
+            occurred_at: occurred_at.into(),
+        };
+        // One row at a time: SQLite cannot batch rows that leave columns to defaults.
+        let stored = with_conn!(&mut *conn, |c| {
+            diesel::insert_into(events::table)
+                .values(&row)
+                .returning(RecordedEvent::as_returning())
+                .get_result(c)
+                .await
+        })
+        .map_err(on_unique_violation)?;
+        recorded.push(stored);
+    }
+    Ok(recorded)
+}
+
+/// Every event of one stream, oldest first.
+pub async fn load_stream(conn: &mut DbConn, stream_id: Uuid) -> StoreResult<Vec<RecordedEvent>> {
+    let stream_id = DbUuid(stream_id);
+    Ok(with_conn!(conn, |c| {
+        events::table
+            .filter(events::stream_id.eq(stream_id))
+            .order(events::stream_version.asc())
+            .select(RecordedEvent::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Up to `limit` events of one stream after `after_version`, oldest first.
+pub async fn load_stream_page(
+    conn: &mut DbConn,
+    stream_id: Uuid,
+    after_version: i64,
+    limit: i64,
+) -> StoreResult<Vec<RecordedEvent>> {
+    let stream_id = DbUuid(stream_id);
+    Ok(with_conn!(conn, |c| {
+        events::table
+            .filter(events::stream_id.eq(stream_id))
+            .filter(events::stream_version.gt(after_version))
+            .order(events::stream_version.asc())
+            .limit(limit)
+            .select(RecordedEvent::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Up to `limit` events after `cursor`, in log order, never skipping one that commits later.
+pub async fn read_after(conn: &mut DbConn, cursor: Cursor, limit: i64) -> StoreResult<Vec<RecordedEvent>> {
+    macro_rules! after_cursor {
+        () => {
+            events::table
+                .filter(
+                    sql::<Bool>("(tx_id, position) > (")
+                        .bind::<BigInt, _>(cursor.tx_id)
+                        .sql(", ")
+                        .bind::<BigInt, _>(cursor.position)
+                        .sql(")"),
+                )
+                .order((events::tx_id.asc(), events::position.asc()))
+                .limit(limit)
+                .select(RecordedEvent::as_select())
+        };
+    }
+    Ok(with_conn!(conn,
+        pg: |c| {
+            after_cursor!()
+                .filter(sql::<Bool>("tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+                .load(c)
+                .await
+        },
+        sqlite: |c| after_cursor!().load(c).await
+    )?)
+}
+
+/// Number of events in the log.
+pub async fn count(conn: &mut DbConn) -> StoreResult<i64> {
+    Ok(with_conn!(conn, |c| events::table.count().get_result(c).await)?)
+}
+
+/// A command refused by the domain, or a storage failure while carrying it out.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<R> {
+    #[error("rejected: {0:?}")]
+    Rejected(R),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The write path of one command: load the aggregate, decide, append the events and
+/// apply them to the projections. Run it inside [`super::Db::write`] so that all of it
+/// commits together.
+pub async fn execute<A: Aggregate>(
+    conn: &mut DbConn,
+    stream_id: Uuid,
+    actor: Actor,
+    command: A::Command,
+) -> Result<Vec<RecordedEvent>, ExecuteError<A::Rejection>> {
+    let history = load_stream(conn, stream_id).await?;
+    let version = history.last().map_or(0, |e| e.stream_version);
+    let mut state = A::default();
+    for stored in &history {
+        let event = domain::decode_as(&stored.event_type, stored.event_version, &stored.payload)
+            .map_err(|e| stored.undecodable(e))?;
+        state = state.evolve(&event);
+    }
+    let decided = state.decide(actor, command).map_err(ExecuteError::Rejected)?;
+    if decided.is_empty() {
+        return Ok(vec![]);
+    }
+    let encoded = decided.iter().map(domain::encode).collect();
+    let recorded = append(conn, stream_id, version, actor, domain::now(), encoded).await?;
+    for stored in &recorded {
+        projections::apply(conn, stored, &stored.decode()?).await?;
+    }
+    Ok(recorded)
+}

@@ -1,0 +1,296 @@
+//! Persistence on PostgreSQL or SQLite through one code base.
+//!
+//! [`Db`] is the pool, [`DbConn`] one pooled connection of either backend. Query code is
+//! written once inside [`with_conn!`], which expands the same body for each backend's
+//! connection type; the few places where SQL really differs use its two-armed form.
+//! Functions take a `&mut DbConn`, so the caller decides whether they run in a transaction.
+
+pub mod credentials;
+pub mod event_store;
+pub mod projections;
+pub mod schema;
+pub mod sessions;
+pub mod sql_types;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::result::DatabaseErrorKind;
+use diesel::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+
+/// An async SQLite connection: the sync driver run on the blocking thread pool.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Expands a query body once per backend. `$c` is bound to the concrete connection.
+///
+/// `with_conn!(conn, |c| body)` shares one body; `with_conn!(conn, pg: |c| a, sqlite: |c| b)`
+/// is for the places where the SQL differs.
+macro_rules! with_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        with_conn!($conn, pg: |$c| $body, sqlite: |$c| $body)
+    };
+    ($conn:expr, pg: |$pc:ident| $pg:expr, sqlite: |$sc:ident| $sqlite:expr) => {
+        match $conn {
+            $crate::storage::DbConn::Pg(conn) => {
+                let $pc: &mut ::diesel_async::AsyncPgConnection = conn;
+                $pg
+            }
+            $crate::storage::DbConn::Sqlite(conn) => {
+                let $sc: &mut $crate::storage::SqliteConn = conn;
+                $sqlite
+            }
+        }
+    };
+}
+pub(crate) use with_conn;
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Failures of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer got there first: a stream version or a unique key is taken.
+    #[error("conflict on {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("no database connection: {0}")]
+    Pool(String),
+    #[error("stored event cannot be read: {0}")]
+    Decode(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Turns a unique violation into [`StoreError::Conflict`] naming the constraint.
+pub(crate) fn on_unique_violation(err: diesel::result::Error) -> StoreError {
+    match &err {
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            // PostgreSQL names the constraint; SQLite only puts the columns in the message.
+            let what = info.constraint_name().unwrap_or(info.message());
+            StoreError::Conflict(what.to_owned())
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
+/// The connection pool.
+#[derive(Clone)]
+pub enum Db {
+    Pg(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// One pooled connection.
+pub enum DbConn {
+    Pg(Object<AsyncPgConnection>),
+    Sqlite(Object<SqliteConn>),
+}
+
+impl Db {
+    /// Connects to `url` (`postgres://…` or `sqlite://path`), creating the SQLite file if
+    /// needed. Migrations are not run here: see [`Db::migrate`].
+    pub async fn connect(url: &str, max_connections: usize) -> anyhow::Result<Db> {
+        let timeouts = deadpool::managed::Timeouts {
+            wait: Some(Duration::from_secs(10)),
+            create: Some(Duration::from_secs(10)),
+            recycle: Some(Duration::from_secs(10)),
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+            let pool = Pool::builder(manager)
+                .max_size(max_connections)
+                .timeouts(timeouts)
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()?;
+            Ok(Db::Pg(pool))
+        } else {
+            let path = sqlite_path(url)?;
+            let mut config = ManagerConfig::<SqliteConn>::default();
+            config.custom_setup = Box::new(|path| open_sqlite(path.to_owned()).boxed());
+            let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+            let pool = Pool::builder(manager)
+                .max_size(max_connections)
+                .timeouts(timeouts)
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()?;
+            Ok(Db::Sqlite(pool))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Pg(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    pub async fn conn(&self) -> StoreResult<DbConn> {
+        let pool_error = |e: deadpool::managed::PoolError<_>| StoreError::Pool(e.to_string());
+        Ok(match self {
+            Db::Pg(pool) => DbConn::Pg(pool.get().await.map_err(pool_error)?),
+            Db::Sqlite(pool) => DbConn::Sqlite(pool.get().await.map_err(pool_error)?),
+        })
+    }
+
+    /// Applies pending migrations of this backend.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let conn = self.conn().await?;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            // diesel_migrations is synchronous: drive the async connection from this
+            // blocking thread through the wrapper.
+            match conn {
+                DbConn::Pg(conn) => {
+                    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = Object::take(conn).into();
+                    conn.run_pending_migrations(PG_MIGRATIONS).map_err(anyhow::Error::msg)?;
+                }
+                DbConn::Sqlite(conn) => {
+                    let mut conn: AsyncConnectionWrapper<SqliteConn> = Object::take(conn).into();
+                    conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(anyhow::Error::msg)?;
+                }
+            }
+            Ok(())
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// Runs `f` in a write transaction, committed when it returns `Ok`.
+    ///
+    /// On SQLite the transaction is `BEGIN IMMEDIATE`, taking the write lock up front so
+    /// that two writers queue on `busy_timeout` instead of failing to upgrade a read lock.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut DbConn) -> futures_util::future::BoxFuture<'c, Result<T, E>>,
+        E: From<StoreError>,
+    {
+        let mut conn = self.conn().await?;
+        conn.begin().await?;
+        match f(&mut conn).await {
+            Ok(value) => {
+                conn.commit().await?;
+                Ok(value)
+            }
+            Err(err) => {
+                // A failed rollback leaves the connection marked broken; the pool drops it.
+                if let Err(rollback) = conn.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Is the database reachable?
+    pub async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        with_conn!(&mut conn, |c| c.batch_execute("SELECT 1").await)?;
+        Ok(())
+    }
+}
+
+impl DbConn {
+    async fn begin(&mut self) -> StoreResult<()> {
+        match self {
+            DbConn::Pg(c) => begin_on::<AsyncPgConnection>(c).await?,
+            DbConn::Sqlite(c) => {
+                c.spawn_blocking(|c| {
+                    diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+                })
+                .await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> StoreResult<()> {
+        // A deferred constraint can fail at commit: that too is a conflict.
+        with_conn!(self, |c| commit_on(c).await).map_err(on_unique_violation)
+    }
+
+    async fn rollback(&mut self) -> StoreResult<()> {
+        with_conn!(self, |c| rollback_on(c).await)?;
+        Ok(())
+    }
+}
+
+async fn begin_on<C: AsyncConnection>(c: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::begin_transaction(c).await
+}
+
+async fn commit_on<C: AsyncConnection>(c: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::commit_transaction(c).await
+}
+
+async fn rollback_on<C: AsyncConnection>(c: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::rollback_transaction(c).await
+}
+
+fn sqlite_path(url: &str) -> anyhow::Result<String> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL must start with postgres:// or sqlite://"))?;
+    anyhow::ensure!(
+        !path.is_empty() && !path.contains(":memory:"),
+        "DATABASE_URL needs a SQLite file path (an in-memory database is not shared between connections)"
+    );
+    Ok(path.to_owned())
+}
+
+async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = SqliteConnection::establish(&path)?;
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+        Ok(SyncConnectionWrapper::new(conn))
+    })
+    .await
+    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
+}
+
+/// Keys of the transaction-scoped locks that serialize rare, racy operations.
+#[derive(Debug, Clone, Copy)]
+#[repr(i64)]
+pub enum LockKey {
+    /// Deciding whether a new account is the first (and so the administrator).
+    Registration = 0x4c53_0001,
+}
+
+impl DbConn {
+    /// Holds `key` until the transaction ends. SQLite's write transactions are already
+    /// exclusive (`BEGIN IMMEDIATE`), so only PostgreSQL needs an advisory lock.
+    pub async fn lock(&mut self, key: LockKey) -> StoreResult<()> {
+        use diesel::sql_types::BigInt;
+        use diesel_async::RunQueryDsl;
+        with_conn!(self,
+            pg: |c| {
+                diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                    .bind::<BigInt, _>(key as i64)
+                    .execute(c)
+                    .await?;
+            },
+            sqlite: |_c| {}
+        );
+        Ok(())
+    }
+}

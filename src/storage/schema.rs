@@ -1,0 +1,96 @@
+//! Table definitions shared by both backends (see `sql_types` for the portable columns).
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    events (position) {
+        position -> BigInt,
+        tx_id -> BigInt,
+        stream_id -> Uuid,
+        stream_version -> BigInt,
+        event_type -> Text,
+        event_version -> SmallInt,
+        payload -> Jsonb,
+        actor_id -> Nullable<Uuid>,
+        occurred_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        role -> Text,
+        disabled -> Bool,
+        created_at -> UtcTime,
+        updated_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    conversations (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        title -> Text,
+        model_id -> Nullable<Text>,
+        system_prompt -> Nullable<Text>,
+        status -> Text,
+        archived -> Bool,
+        message_count -> BigInt,
+        version -> BigInt,
+        created_at -> UtcTime,
+        updated_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    messages (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        seq -> BigInt,
+        role -> Text,
+        content -> Text,
+        author_id -> Nullable<Uuid>,
+        created_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    password_credentials (user_id) {
+        user_id -> Uuid,
+        password_hash -> Text,
+        updated_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        token_hash -> Binary,
+        user_agent -> Nullable<Text>,
+        created_at -> UtcTime,
+        last_seen_at -> UtcTime,
+        expires_at -> UtcTime,
+    }
+}
+
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::allow_tables_to_appear_in_same_query!(events, users, conversations, messages, password_credentials, sessions);
