@@ -132,6 +132,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    for secret in &config.generated_secrets {
+        tracing::warn!("{secret} is not set (or too weak): using a random one for this run; development only");
+    }
     let address = SocketAddr::new(config.host, config.port);
     let served = App::start(config).await?;
     let listener = tokio::net::TcpListener::bind(address).await?;

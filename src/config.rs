@@ -45,6 +45,8 @@ pub struct Config {
     pub session_ttl: Duration,
     pub graphql: GraphqlLimits,
     pub max_body_bytes: usize,
+    /// Secrets that were missing and generated for this run (development only).
+    pub generated_secrets: Vec<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +66,9 @@ impl Config {
         let environment = match var("LITESKILL_ENV").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("development") | Some("dev") => Environment::Development,
             Some("production") | Some("prod") => Environment::Production,
-            Some(other) => return Err(ConfigError(format!("LITESKILL_ENV must be development or production, not {other}"))),
+            Some(other) => {
+                return Err(ConfigError(format!("LITESKILL_ENV must be development or production, not {other}")));
+            }
         };
         let port: u16 = parse(&var, "PORT", 4000)?;
         let public_url = var("PUBLIC_URL").unwrap_or_else(|| format!("http://localhost:{port}"));
@@ -76,6 +80,9 @@ impl Config {
             Some("closed") => Registration::Closed,
             Some(other) => return Err(ConfigError(format!("REGISTRATION must be open or closed, not {other}"))),
         };
+        let mut generated_secrets = vec![];
+        let secret_key_base = secret_key_base(environment, var("SECRET_KEY_BASE"), &mut generated_secrets)?;
+        let encryption_key = encryption_key(environment, var("ENCRYPTION_KEY"), &mut generated_secrets)?;
         Ok(Config {
             environment,
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://liteskill.db".to_owned()),
@@ -83,8 +90,8 @@ impl Config {
             host: parse(&var, "HOST", IpAddr::from([127, 0, 0, 1]))?,
             port,
             public_url,
-            secret_key_base: secret_key_base(environment, var("SECRET_KEY_BASE"))?,
-            encryption_key: encryption_key(environment, var("ENCRYPTION_KEY"))?,
+            secret_key_base,
+            encryption_key,
             registration,
             session_ttl: Duration::from_secs(3600 * parse::<u64>(&var, "SESSION_TTL_HOURS", 24 * 30)?),
             graphql: GraphqlLimits {
@@ -93,6 +100,7 @@ impl Config {
                 max_page_size: parse(&var, "GRAPHQL_MAX_PAGE_SIZE", 100)?,
             },
             max_body_bytes: parse(&var, "MAX_BODY_BYTES", 2 * 1024 * 1024)?,
+            generated_secrets,
         })
     }
 
@@ -109,7 +117,11 @@ fn parse<T: std::str::FromStr>(var: &impl Fn(&str) -> Option<String>, key: &str,
     }
 }
 
-fn secret_key_base(environment: Environment, value: Option<String>) -> Result<SecretString, ConfigError> {
+fn secret_key_base(
+    environment: Environment,
+    value: Option<String>,
+    generated: &mut Vec<&'static str>,
+) -> Result<SecretString, ConfigError> {
     match value {
         Some(key) if key.len() >= 64 && !DEFAULT_SECRET_PLACEHOLDERS.contains(&key.to_ascii_lowercase().as_str()) => {
             Ok(key.into())
@@ -121,22 +133,28 @@ fn secret_key_base(environment: Environment, value: Option<String>) -> Result<Se
             "SECRET_KEY_BASE must be set in production (generate one with `liteskill key generate`)".into(),
         )),
         _ => {
-            tracing::warn!("SECRET_KEY_BASE is missing or weak: using a random one for this run (development only)");
+            generated.push("SECRET_KEY_BASE");
             Ok(random_base64(48).into())
         }
     }
 }
 
-fn encryption_key(environment: Environment, value: Option<String>) -> Result<SecretString, ConfigError> {
+fn encryption_key(
+    environment: Environment,
+    value: Option<String>,
+    generated: &mut Vec<&'static str>,
+) -> Result<SecretString, ConfigError> {
     let valid = |key: &str| matches!(STANDARD.decode(key.trim()), Ok(bytes) if bytes.len() == 32 && bytes.iter().any(|b| *b != 0));
     match value {
         Some(key) if valid(&key) => Ok(key.into()),
-        Some(_) => Err(ConfigError("ENCRYPTION_KEY must be 32 random bytes in base64 (`liteskill key generate`)".into())),
+        Some(_) => {
+            Err(ConfigError("ENCRYPTION_KEY must be 32 random bytes in base64 (`liteskill key generate`)".into()))
+        }
         None if environment == Environment::Production => {
             Err(ConfigError("ENCRYPTION_KEY must be set in production (`liteskill key generate`)".into()))
         }
         None => {
-            tracing::warn!("ENCRYPTION_KEY is not set: using a random one for this run (development only)");
+            generated.push("ENCRYPTION_KEY");
             Ok(random_base64(32).into())
         }
     }
@@ -172,6 +190,7 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://liteskill.db");
         assert_eq!(config.port, 4000);
         assert_eq!(config.encryption_key_bytes().len(), 32);
+        assert_eq!(config.generated_secrets, ["SECRET_KEY_BASE", "ENCRYPTION_KEY"]);
     }
 
     #[test]

@@ -3,17 +3,15 @@
 
 use std::sync::LazyLock;
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 use crate::domain::values::Password;
 
 /// Verified against when the account does not exist, so that a missing account takes as
 /// long to refuse as a wrong password.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    hash_now("dummy password for timing").unwrap_or_default()
-});
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_now("dummy password for timing").unwrap_or_default());
 
 fn hash_now(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);

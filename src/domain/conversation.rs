@@ -38,21 +38,11 @@ impl Status {
 
 #[derive(Debug)]
 pub enum Command {
-    Create {
-        owner: UserId,
-        title: Title,
-        model_id: Option<ModelId>,
-        system_prompt: Option<SystemPrompt>,
-    },
-    Rename {
-        title: Title,
-    },
+    Create { owner: UserId, title: Title, model_id: Option<ModelId>, system_prompt: Option<SystemPrompt> },
+    Rename { title: Title },
     Archive,
     Unarchive,
-    AddUserMessage {
-        message_id: MessageId,
-        content: MessageContent,
-    },
+    AddUserMessage { message_id: MessageId, content: MessageContent },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,12 +166,9 @@ impl Aggregate for Conversation {
 
     fn evolve(self, event: &Event) -> Self {
         let state = match (self.state, event) {
-            (_, Event::ConversationCreated { owner_id, title, .. }) => State {
-                owner: *owner_id,
-                title: title.clone(),
-                status: Status::Active,
-                message_count: 0,
-            },
+            (_, Event::ConversationCreated { owner_id, title, .. }) => {
+                State { owner: *owner_id, title: title.clone(), status: Status::Active, message_count: 0 }
+            }
             (None, _) => return Conversation { state: None },
             (Some(state), Event::ConversationRenamed { title }) => State { title: title.clone(), ..state },
             (Some(state), Event::ConversationArchived {}) => State { status: Status::Archived, ..state },
@@ -202,12 +189,7 @@ mod tests {
     }
 
     fn created(owner: UserId) -> Event {
-        Event::ConversationCreated {
-            owner_id: owner,
-            title: "Plans".into(),
-            model_id: None,
-            system_prompt: None,
-        }
+        Event::ConversationCreated { owner_id: owner, title: "Plans".into(), model_id: None, system_prompt: None }
     }
 
     fn message(text: &str) -> Command {
@@ -225,7 +207,10 @@ mod tests {
     fn create_records_the_owner() {
         let owner = UserId::new();
         let events = given(&[])
-            .decide(Actor::User(owner), Command::Create { owner, title: title("Plans"), model_id: None, system_prompt: None })
+            .decide(
+                Actor::User(owner),
+                Command::Create { owner, title: title("Plans"), model_id: None, system_prompt: None },
+            )
             .expect("created");
         assert_eq!(events, vec![created(owner)]);
     }

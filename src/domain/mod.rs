@@ -145,10 +145,7 @@ mod tests {
 
     #[test]
     fn unknown_and_future_events_are_reported() {
-        assert!(matches!(
-            Event::decode("SomethingElse", 1, &serde_json::json!({})),
-            Err(DecodeError::UnknownType(_))
-        ));
+        assert!(matches!(Event::decode("SomethingElse", 1, &serde_json::json!({})), Err(DecodeError::UnknownType(_))));
         assert!(matches!(
             Event::decode("ConversationArchived", 99, &serde_json::json!({})),
             Err(DecodeError::FutureVersion { .. })

@@ -82,11 +82,7 @@ impl Aggregate for User {
             if self.state.is_some() {
                 return Err(Rejection::AlreadyExists);
             }
-            return Ok(vec![Event::UserRegistered {
-                email: email.as_str().to_owned(),
-                name: name.into_inner(),
-                role,
-            }]);
+            return Ok(vec![Event::UserRegistered { email: email.as_str().to_owned(), name: name.into_inner(), role }]);
         }
         let state = self.state.as_ref().ok_or(Rejection::NotFound)?;
         // Account administration is the operator's (CLI) for now; users change only their password.
@@ -97,12 +93,8 @@ impl Aggregate for User {
                 Ok(if state.role == role { vec![] } else { vec![Event::UserRoleChanged { role }] })
             }
             Command::ChangePassword => Ok(vec![Event::UserPasswordChanged {}]),
-            Command::Disable if operator => {
-                Ok(if state.disabled { vec![] } else { vec![Event::UserDisabled {}] })
-            }
-            Command::Enable if operator => {
-                Ok(if state.disabled { vec![Event::UserEnabled {}] } else { vec![] })
-            }
+            Command::Disable if operator => Ok(if state.disabled { vec![] } else { vec![Event::UserDisabled {}] }),
+            Command::Enable if operator => Ok(if state.disabled { vec![Event::UserEnabled {}] } else { vec![] }),
             Command::SetRole { .. } | Command::Disable | Command::Enable => Err(Rejection::Forbidden),
         }
     }

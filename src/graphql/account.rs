@@ -1,6 +1,6 @@
 //! Accounts: `me`, `register`, `login`, `logout`.
 
-use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::{ApiResult, ContextExt};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
@@ -23,6 +23,13 @@ use crate::storage::projections::users;
 use crate::storage::{Db, DbConn};
 
 const DEFAULT_TITLE: &str = "New conversation";
+
+/// Complexity of a page: its size times the cost of one node. Sizes outside the allowed
+/// range are priced as the largest page so the resolver can refuse them by name.
+fn page_cost(first: Option<i32>, node_cost: usize) -> usize {
+    let size = first.map_or(super::pagination::DEFAULT_PAGE_SIZE, |n| n.clamp(1, 100) as usize);
+    size * node_cost
+}
 
 /// A conversation with the assistant.
 pub struct Conversation(ConversationRow);
@@ -88,7 +95,7 @@ impl Conversation {
     }
 
     /// Messages, oldest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
@@ -229,19 +236,21 @@ pub struct ConversationQuery;
 #[Object]
 impl ConversationQuery {
     /// The viewer's conversations, most recent activity first.
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-        #[graphql(default = false)] archived: bool,
+        #[graphql(desc = "List archived conversations instead of active ones (default false).")] archived: Option<bool>,
     ) -> ApiResult<Connection<String, Conversation>> {
         let viewer = ctx.viewer()?;
         let limit = page_size(first, ctx.max_page_size())?;
         let after_key = after.as_deref().map(parse_list_cursor).transpose()?;
         let mut conn = ctx.app().db.conn().await?;
-        let mut rows = conversations::list(&mut conn, viewer.user_id, archived, after_key, limit as i64 + 1).await?;
+        let mut rows =
+            conversations::list(&mut conn, viewer.user_id, archived.unwrap_or(false), after_key, limit as i64 + 1)
+                .await?;
         let has_next = rows.len() > limit;
         rows.truncate(limit);
         let mut page = Connection::new(after_key.is_some(), has_next);
@@ -257,7 +266,7 @@ impl ConversationQuery {
     }
 
     /// Every recorded change of a conversation, oldest first, with who made it.
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn conversation_history(
         &self,
         ctx: &Context<'_>,

@@ -7,7 +7,7 @@ pub mod pagination;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema, ID};
+use async_graphql::{Context, EmptySubscription, ID, MergedObject, Schema};
 
 use crate::app::App;
 use crate::auth::Viewer;

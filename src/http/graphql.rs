@@ -82,9 +82,9 @@ pub async fn get(
 /// Token from a `connection_init` payload: `{"token": …}` or `{"Authorization": "Bearer …"}`.
 fn token_from_init(payload: &serde_json::Value) -> Option<String> {
     let field = |name: &str| payload.get(name).and_then(|v| v.as_str());
-    field("token")
-        .map(str::to_owned)
-        .or_else(|| field("Authorization").or_else(|| field("authorization")).and_then(session::bearer).map(str::to_owned))
+    field("token").map(str::to_owned).or_else(|| {
+        field("Authorization").or_else(|| field("authorization")).and_then(session::bearer).map(str::to_owned)
+    })
 }
 
 pub async fn websocket(
@@ -95,31 +95,29 @@ pub async fn websocket(
 ) -> Response {
     let cookie_token = token_from(&headers).map(str::to_owned);
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            let schema = served.schema.clone();
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    // A token in the payload must be valid; without one, the cookie (if any) applies.
-                    let init_token = token_from_init(&payload);
-                    let viewer = match (init_token, cookie_token) {
-                        (Some(token), _) => Some(
-                            accounts::authenticate(&served.app.db, &token)
-                                .await
-                                .ok()
-                                .flatten()
-                                .ok_or_else(|| async_graphql::Error::new("invalid or expired session token"))?,
-                        ),
-                        (None, Some(token)) => accounts::authenticate(&served.app.db, &token).await.ok().flatten(),
-                        (None, None) => None,
-                    };
-                    let mut data = Data::default();
-                    data.insert(RequestContext { viewer, user_agent });
-                    Ok(data)
-                })
-                .serve()
-        })
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
+        let schema = served.schema.clone();
+        GraphQLWebSocket::new(stream, schema, protocol)
+            .on_connection_init(move |payload| async move {
+                // A token in the payload must be valid; without one, the cookie (if any) applies.
+                let init_token = token_from_init(&payload);
+                let viewer = match (init_token, cookie_token) {
+                    (Some(token), _) => Some(
+                        accounts::authenticate(&served.app.db, &token)
+                            .await
+                            .ok()
+                            .flatten()
+                            .ok_or_else(|| async_graphql::Error::new("invalid or expired session token"))?,
+                    ),
+                    (None, Some(token)) => accounts::authenticate(&served.app.db, &token).await.ok().flatten(),
+                    (None, None) => None,
+                };
+                let mut data = Data::default();
+                data.insert(RequestContext { viewer, user_agent });
+                Ok(data)
+            })
+            .serve()
+    })
 }
 
 pub async fn graphiql() -> Html<String> {

@@ -29,7 +29,5 @@ pub async fn set_password_hash(conn: &mut DbConn, user: UserId, hash: &str, at: 
 
 pub async fn password_hash(conn: &mut DbConn, user: UserId) -> StoreResult<Option<String>> {
     let user = DbUuid(user.uuid());
-    Ok(with_conn!(conn, |c| {
-        creds::table.find(user).select(creds::password_hash).first(c).await.optional()
-    })?)
+    Ok(with_conn!(conn, |c| creds::table.find(user).select(creds::password_hash).first(c).await.optional())?)
 }

@@ -109,11 +109,7 @@ pub async fn append(
         };
         // One row at a time: SQLite cannot batch rows that leave columns to defaults.
         let stored = with_conn!(&mut *conn, |c| {
-            diesel::insert_into(events::table)
-                .values(&row)
-                .returning(RecordedEvent::as_returning())
-                .get_result(c)
-                .await
+            diesel::insert_into(events::table).values(&row).returning(RecordedEvent::as_returning()).get_result(c).await
         })
         .map_err(on_unique_violation)?;
         recorded.push(stored);

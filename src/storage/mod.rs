@@ -14,12 +14,12 @@ pub mod sql_types;
 
 use std::time::Duration;
 
+use diesel::SqliteConnection;
 use diesel::connection::SimpleConnection;
 use diesel::result::DatabaseErrorKind;
-use diesel::SqliteConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -97,6 +97,7 @@ pub enum Db {
 }
 
 /// One pooled connection.
+#[expect(clippy::large_enum_variant, reason = "checked out once per request and used in place; boxing would add an allocation")]
 pub enum DbConn {
     Pg(Object<AsyncPgConnection>),
     Sqlite(Object<SqliteConn>),

@@ -78,7 +78,8 @@ pub(super) async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Eve
             with_conn!(conn, |c| diesel::insert_into(conversations::table).values(&new).execute(c).await)?;
         }
         Event::ConversationRenamed { title } => {
-            let set = (conversations::title.eq(title), conversations::version.eq(version), conversations::updated_at.eq(at));
+            let set =
+                (conversations::title.eq(title), conversations::version.eq(version), conversations::updated_at.eq(at));
             with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)?;
         }
         Event::ConversationArchived {} | Event::ConversationUnarchived {} => {

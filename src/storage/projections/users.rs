@@ -72,9 +72,7 @@ pub(super) async fn clear(conn: &mut DbConn) -> StoreResult<()> {
 
 pub async fn find(conn: &mut DbConn, id: UserId) -> StoreResult<Option<UserRow>> {
     let id = DbUuid(id.uuid());
-    Ok(with_conn!(conn, |c| {
-        users::table.find(id).select(UserRow::as_select()).first(c).await.optional()
-    })?)
+    Ok(with_conn!(conn, |c| users::table.find(id).select(UserRow::as_select()).first(c).await.optional())?)
 }
 
 pub async fn find_by_email(conn: &mut DbConn, email: &str) -> StoreResult<Option<UserRow>> {

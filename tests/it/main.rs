@@ -1,0 +1,15 @@
+//! The one integration-test binary: a real server over real databases.
+#![expect(clippy::expect_used, reason = "test support fails the test at the first surprise")]
+
+mod support;
+
+mod accounts;
+mod authorization;
+mod cli;
+mod conversations;
+mod event_store;
+mod http;
+mod input;
+mod rebuild;
+mod schema;
+mod websocket;

@@ -1,0 +1,153 @@
+//! Test support: a real server on a random port over a fresh database, and a small
+//! GraphQL client. Every API test runs on SQLite and on PostgreSQL (`TEST_DATABASE_URL`).
+
+pub mod db;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use liteskill::app::{App, Served};
+use liteskill::config::Config;
+use liteskill::storage::Db;
+use serde_json::{Value, json};
+
+pub use db::TestDb;
+
+/// Generates one `#[tokio::test]` per backend for each named scenario
+/// `async fn name(app: TestApp)` in the calling module.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::TestApp::start($crate::support::TestDb::sqlite()).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::support::TestDb::postgres().await {
+                        super::$name($crate::support::TestApp::start(db).await).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// A running server and its database, torn down on drop.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub app: Arc<App>,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+    pub database: TestDb,
+}
+
+impl TestApp {
+    pub async fn start(database: TestDb) -> TestApp {
+        Self::start_with(database, &[]).await
+    }
+
+    /// Starts with extra environment-style settings, e.g. `("REGISTRATION", "closed")`.
+    pub async fn start_with(database: TestDb, settings: &[(&str, &str)]) -> TestApp {
+        let url = database.url().to_owned();
+        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let config = Config::from_lookup(|key| match key {
+            "DATABASE_URL" => Some(url.clone()),
+            "DATABASE_POOL_SIZE" => Some("8".into()),
+            _ => settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
+        })
+        .expect("test configuration");
+        let served: Served = App::start(config).await.expect("server starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let app = served.app.clone();
+        let server = tokio::spawn(async move {
+            let _ = liteskill::http::serve(listener, served, std::future::pending(), Duration::ZERO).await;
+        });
+        TestApp { address, app, http: reqwest::Client::new(), server, database }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.app.db
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// POSTs a GraphQL request and returns the whole response body.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self.http.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        response.json().await.expect("JSON response")
+    }
+
+    /// Like [`TestApp::graphql`] but fails the test on any error; returns `data`.
+    pub async fn ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.graphql(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+        body["data"].clone()
+    }
+
+    /// Registers an account and returns (token, user id).
+    pub async fn register(&self, email: &str) -> (String, String) {
+        let data = self
+            .ok(
+                None,
+                "mutation($input: RegisterInput!) { register(input: $input) { token user { id } } }",
+                json!({ "input": { "email": email, "password": "correct horse battery", "name": email } }),
+            )
+            .await;
+        let token = data["register"]["token"].as_str().expect("token").to_owned();
+        let id = data["register"]["user"]["id"].as_str().expect("id").to_owned();
+        (token, id)
+    }
+
+    pub async fn create_conversation(&self, token: &str, title: &str) -> String {
+        let data = self
+            .ok(
+                Some(token),
+                "mutation($title: String) { createConversation(input: { title: $title }) { id } }",
+                json!({ "title": title }),
+            )
+            .await;
+        data["createConversation"]["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn send_message(&self, token: &str, conversation: &str, content: &str) -> Value {
+        self.graphql(
+            Some(token),
+            "mutation($input: SendMessageInput!) { sendMessage(input: $input) { id seq content } }",
+            json!({ "input": { "conversationId": conversation, "content": content } }),
+        )
+        .await
+    }
+
+    /// Number of events in the log: proof that a refused request wrote nothing.
+    pub async fn event_count(&self) -> i64 {
+        let mut conn = self.db().conn().await.expect("connection");
+        liteskill::storage::event_store::count(&mut conn).await.expect("count")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The `extensions.code` of the first error in a response.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body:#}"))
+}
