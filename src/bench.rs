@@ -1,5 +1,224 @@
-pub async fn run(_a: BenchArgs) -> anyhow::Result<()> {
+//! `liteskill bench`: throughput and latency of the storage and query paths on a
+//! scratch database (a temporary SQLite file, or a new database on the PostgreSQL
+//! server named by `--database-url`, dropped afterwards).
+//!
+//! It measures the real write path (load, decide, append, project, commit), the
+//! projection rebuild, and the `conversations` query through the GraphQL executor.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_graphql::Request;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+use crate::app::App;
+use crate::auth::Viewer;
+use crate::config::Config;
+use crate::domain::Actor;
+use crate::domain::conversation::{Command, Conversation};
+use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
+use crate::domain::user::Role;
+use crate::domain::values::{DisplayName, Email, MessageContent, Password, Title};
+use crate::error::AppError;
+use crate::graphql::{self, RequestContext};
+use crate::storage::event_store::execute;
+use crate::storage::projections;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// `postgres://…` server to create a scratch database on; SQLite when absent.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Messages appended to one conversation.
+    #[arg(long, default_value_t = 5_000)]
+    events: usize,
+    /// Conversations created (concurrently) for the list benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    conversations: usize,
+    /// Concurrent writers for the many-streams benchmark.
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// `conversations` queries to time.
+    #[arg(long, default_value_t = 2_000)]
+    queries: usize,
+}
+
+/// A database that exists for one run.
+enum Scratch {
+    Sqlite(std::path::PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Scratch {
+    async fn create(server: Option<&str>) -> anyhow::Result<(Scratch, String)> {
+        match server {
+            Some(admin_url) if admin_url.starts_with("postgres") => {
+                let name = format!("liteskill_bench_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = AsyncPgConnection::establish(admin_url).await?;
+                admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+                let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+                let url = format!("{base}/{name}");
+                Ok((Scratch::Postgres { admin_url: admin_url.to_owned(), name }, url))
+            }
+            _ => {
+                let path = std::env::temp_dir().join(format!("liteskill-bench-{}.db", uuid::Uuid::new_v4().simple()));
+                let url = format!("sqlite://{}", path.display());
+                Ok((Scratch::Sqlite(path), url))
+            }
+        }
+    }
+
+    async fn remove(self) -> anyhow::Result<()> {
+        match self {
+            Scratch::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Scratch::Postgres { admin_url, name } => {
+                let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (scratch, url) = Scratch::create(args.database_url.as_deref()).await?;
+    let result = measure(&args, &url).await;
+    scratch.remove().await?;
+    result
+}
+
+async fn measure(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
+    let config = Config::from_lookup(|key| match key {
+        "DATABASE_URL" => Some(url.to_owned()),
+        "DATABASE_POOL_SIZE" => Some((args.writers + 2).to_string()),
+        _ => None,
+    })?;
+    let served = App::start(config).await?;
+    let app = served.app.clone();
+    let backend = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
+    println!("liteskill bench on {backend}");
+
+    let owner = crate::auth::accounts::create_account(
+        &app.db,
+        None,
+        Email::parse("bench@example.com")?,
+        DisplayName::parse("Bench")?,
+        &Password::parse("bench password")?,
+        Some(Role::User),
+    )
+    .await?
+    .user_id();
+
+    // One stream: every command waits for the previous one.
+    let stream = create(&app, owner, "one stream").await?;
+    let started = Instant::now();
+    for n in 0..args.events {
+        send(&app, owner, stream, n).await?;
+    }
+    report_rate("append, one stream", args.events, started.elapsed());
+
+    // Many streams: `writers` tasks, each creating conversations (one event each).
+    let started = Instant::now();
+    let per_writer = args.conversations.div_ceil(args.writers);
+    let tasks: Vec<_> = (0..args.writers)
+        .map(|w| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for n in 0..per_writer {
+                    create(&app, owner, &format!("conversation {w}-{n}")).await?;
+                }
+                Ok::<_, AppError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    report_rate(
+        &format!("append, many streams ({} writers)", args.writers),
+        per_writer * args.writers,
+        started.elapsed(),
+    );
+
+    let started = Instant::now();
+    let replayed = app.db.write(|conn| projections::rebuild(conn).boxed()).await?;
+    report_rate("projection rebuild", replayed as usize, started.elapsed());
+
+    list_latency(&served.schema, owner, args.queries).await?;
     Ok(())
 }
-#[derive(clap::Args)]
-pub struct BenchArgs {}
+
+async fn create(app: &Arc<App>, owner: UserId, title: &str) -> Result<ConversationId, AppError> {
+    let id = ConversationId::new();
+    let command = Command::Create { owner, title: Title::parse(title)?, model_id: None, system_prompt: None };
+    app.db.write(|conn| execute::<Conversation>(conn, id.uuid(), Actor::User(owner), command).boxed()).await?;
+    Ok(id)
+}
+
+async fn send(app: &Arc<App>, owner: UserId, id: ConversationId, n: usize) -> Result<(), AppError> {
+    let command = Command::AddUserMessage {
+        message_id: MessageId::new(),
+        content: MessageContent::parse(&format!("benchmark message number {n}"))?,
+    };
+    app.db.write(|conn| execute::<Conversation>(conn, id.uuid(), Actor::User(owner), command).boxed()).await?;
+    Ok(())
+}
+
+/// Times `conversations(first: 20)`: half first pages, half pages deep in the list.
+async fn list_latency(schema: &graphql::AppSchema, owner: UserId, queries: usize) -> anyhow::Result<()> {
+    let viewer = Viewer { user_id: owner, session_id: SessionId::new(), role: Role::User };
+    let context = RequestContext { viewer: Some(viewer), user_agent: None };
+    let query = "query($after: String) { conversations(first: 20, after: $after) {
+        edges { cursor node { id title status messageCount updatedAt } } pageInfo { hasNextPage } } }";
+    let run = |after: Option<String>| {
+        let request = Request::new(query)
+            .variables(async_graphql::Variables::from_json(serde_json::json!({ "after": after })))
+            .data(context.clone());
+        schema.execute(request)
+    };
+    // Collect cursors spread through the list to start deep pages from.
+    let mut cursors = vec![];
+    let mut after = None;
+    loop {
+        let response = run(after.clone()).await;
+        anyhow::ensure!(response.errors.is_empty(), "query failed: {:?}", response.errors);
+        let data = response.data.into_json()?;
+        let edges = data["conversations"]["edges"].as_array().cloned().unwrap_or_default();
+        after = edges.last().and_then(|e| e["cursor"].as_str()).map(str::to_owned);
+        cursors.extend(after.clone());
+        if data["conversations"]["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+    }
+    let mut timings = Vec::with_capacity(queries);
+    for n in 0..queries {
+        let after = (n % 2 == 1).then(|| cursors[(n * 7919) % cursors.len()].clone());
+        let started = Instant::now();
+        let response = run(after).await;
+        timings.push(started.elapsed());
+        anyhow::ensure!(response.errors.is_empty(), "query failed: {:?}", response.errors);
+    }
+    timings.sort();
+    let percentile = |p: f64| timings[((timings.len() as f64 * p) as usize).min(timings.len() - 1)];
+    println!(
+        "{:<40} p50 {:>8.3} ms   p99 {:>8.3} ms   ({} queries over {} conversations)",
+        "conversations(first: 20)",
+        percentile(0.50).as_secs_f64() * 1e3,
+        percentile(0.99).as_secs_f64() * 1e3,
+        queries,
+        cursors.len() * 20,
+    );
+    Ok(())
+}
+
+fn report_rate(what: &str, events: usize, elapsed: Duration) {
+    println!(
+        "{what:<40} {:>10.0} events/s   ({events} events in {elapsed:.2?})",
+        events as f64 / elapsed.as_secs_f64()
+    );
+}

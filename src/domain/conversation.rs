@@ -83,7 +83,8 @@ pub enum Rejection {
     Busy,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct State {
     owner: UserId,
     title: String,
@@ -92,7 +93,9 @@ struct State {
 }
 
 /// A conversation as far as deciding commands needs it.
-#[derive(Debug, Clone, Default, PartialEq)]
+// Snapshots of an older shape must fail to load rather than read as something else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conversation {
     state: Option<State>,
 }

@@ -30,8 +30,8 @@ impl Actor {
 }
 
 /// An event-sourced entity: state rebuilt by folding its events, changed only by
-/// events that `decide` returns.
-pub trait Aggregate: Default + Send {
+/// events that `decide` returns. The state serializes so that it can be snapshotted.
+pub trait Aggregate: Default + Send + Serialize + DeserializeOwned {
     type Command: Send;
     type Event: DomainEvent;
     type Rejection: Send;

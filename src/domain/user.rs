@@ -61,13 +61,16 @@ pub enum Rejection {
     Forbidden,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct State {
     role: Role,
     disabled: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+// Snapshots of an older shape must fail to load rather than read as something else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct User {
     state: Option<State>,
 }

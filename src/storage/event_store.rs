@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::schema::events;
 use super::sql_types::{DbTime, DbUuid};
-use super::{DbConn, StoreError, StoreResult, on_unique_violation, projections, with_conn};
+use super::{DbConn, StoreError, StoreResult, on_unique_violation, projections, snapshots, with_conn};
 use crate::domain::{self, Actor, Aggregate, EncodedEvent, Event};
 
 /// Where a reader is in the log: after the event with this (transaction, position).
@@ -192,22 +192,29 @@ pub enum ExecuteError<R> {
     Store(#[from] StoreError),
 }
 
-/// The write path of one command: load the aggregate, decide, append the events and
-/// apply them to the projections. Run it inside [`super::Db::write`] so that all of it
-/// commits together.
+/// A stream's state is snapshotted each time its version crosses a multiple of this.
+const SNAPSHOT_EVERY: i64 = 50;
+
+/// The write path of one command: load the aggregate (latest snapshot plus the events
+/// after it), decide, append the events and apply them to the projections. Run it
+/// inside [`super::Db::write`] so that all of it commits together.
 pub async fn execute<A: Aggregate>(
     conn: &mut DbConn,
     stream_id: Uuid,
     actor: Actor,
     command: A::Command,
 ) -> Result<Vec<RecordedEvent>, ExecuteError<A::Rejection>> {
-    let history = load_stream(conn, stream_id).await?;
-    let version = history.last().map_or(0, |e| e.stream_version);
-    let mut state = A::default();
-    for stored in &history {
+    // A snapshot that no longer deserializes (the state's shape changed) is ignored.
+    let (mut state, snapshot_version) = match snapshots::load(conn, stream_id).await? {
+        Some((version, state)) => serde_json::from_value(state).map_or((A::default(), 0), |state| (state, version)),
+        None => (A::default(), 0),
+    };
+    let mut version = snapshot_version;
+    for stored in load_stream_page(conn, stream_id, snapshot_version, i64::MAX).await? {
         let event = domain::decode_as(&stored.event_type, stored.event_version, &stored.payload)
             .map_err(|e| stored.undecodable(e))?;
         state = state.evolve(&event);
+        version = stored.stream_version;
     }
     let decided = state.decide(actor, command).map_err(ExecuteError::Rejected)?;
     if decided.is_empty() {
@@ -217,6 +224,12 @@ pub async fn execute<A: Aggregate>(
     let recorded = append(conn, stream_id, version, actor, domain::now(), encoded).await?;
     for stored in &recorded {
         projections::apply(conn, stored, &stored.decode()?).await?;
+    }
+    let new_version = version + recorded.len() as i64;
+    if new_version / SNAPSHOT_EVERY > snapshot_version / SNAPSHOT_EVERY {
+        let state = decided.iter().fold(state, A::evolve);
+        let state = serde_json::to_value(&state).map_err(|e| StoreError::Decode(e.to_string()))?;
+        snapshots::save(conn, stream_id, new_version, state).await?;
     }
     Ok(recorded)
 }

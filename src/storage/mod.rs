@@ -10,6 +10,7 @@ pub mod event_store;
 pub mod projections;
 pub mod schema;
 pub mod sessions;
+pub mod snapshots;
 pub mod sql_types;
 
 use std::time::Duration;
@@ -97,7 +98,10 @@ pub enum Db {
 }
 
 /// One pooled connection.
-#[expect(clippy::large_enum_variant, reason = "checked out once per request and used in place; boxing would add an allocation")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "checked out once per request and used in place; boxing would add an allocation"
+)]
 pub enum DbConn {
     Pg(Object<AsyncPgConnection>),
     Sqlite(Object<SqliteConn>),

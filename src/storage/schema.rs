@@ -93,4 +93,24 @@ diesel::table! {
 }
 
 diesel::joinable!(messages -> conversations (conversation_id));
-diesel::allow_tables_to_appear_in_same_query!(events, users, conversations, messages, password_credentials, sessions);
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::Uuid;
+
+    snapshots (stream_id) {
+        stream_id -> Uuid,
+        version -> BigInt,
+        state -> Jsonb,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    events,
+    users,
+    conversations,
+    messages,
+    password_credentials,
+    sessions,
+    snapshots
+);

@@ -110,8 +110,6 @@ async fn tailing_reader_sees_every_event_exactly_once(app: TestApp) {
     assert_eq!(event_store::count(&mut conn).await.expect("count"), total as i64);
 }
 
-on_both_backends!(one_winner_per_version, tailing_reader_sees_every_event_exactly_once);
-
 #[test]
 fn cursors_round_trip() {
     let cursor = Cursor { tx_id: 812, position: 9 };
@@ -119,3 +117,57 @@ fn cursors_round_trip() {
     assert_eq!(Cursor::parse("nope"), None);
     assert!(Cursor::START < Cursor { tx_id: 0, position: 1 });
 }
+
+/// Long streams are loaded from a snapshot; a snapshot that no longer reads is ignored.
+async fn commands_on_long_streams_use_snapshots(app: TestApp) {
+    use liteskill::domain::conversation::{Command, Conversation};
+    use liteskill::domain::ids::{ConversationId, MessageId, UserId};
+    use liteskill::domain::values::{MessageContent, Title};
+    use liteskill::storage::event_store::{ExecuteError, execute};
+    use liteskill::storage::snapshots;
+
+    let owner = UserId::new();
+    let id = ConversationId::new().uuid();
+    let run = |command: Command| {
+        let db = app.db().clone();
+        async move {
+            db.write(|conn| {
+                async move {
+                    execute::<Conversation>(conn, id, Actor::User(owner), command).await.map_err(|e| match e {
+                        ExecuteError::Store(store) => store,
+                        ExecuteError::Rejected(r) => panic!("rejected: {r:?}"),
+                    })
+                }
+                .boxed()
+            })
+            .await
+            .expect("command")
+        }
+    };
+    let message = |n: usize| Command::AddUserMessage {
+        message_id: MessageId::new(),
+        content: MessageContent::parse(&format!("message {n}")).expect("content"),
+    };
+    run(Command::Create { owner, title: Title::parse("long").expect("title"), model_id: None, system_prompt: None })
+        .await;
+    for n in 1..=120 {
+        let events = run(message(n)).await;
+        assert!(
+            matches!(&events[0].decode(), Ok(domain::Event::Conversation(Event::UserMessageAdded { seq, .. })) if *seq == n as i64)
+        );
+    }
+    let mut conn = app.db().conn().await.expect("connection");
+    let (version, _) = snapshots::load(&mut conn, id).await.expect("load").expect("a snapshot was taken");
+    assert_eq!(version, 100);
+
+    snapshots::save(&mut conn, id, 100, serde_json::json!({ "from": "an older server" })).await.expect("save");
+    drop(conn);
+    let events = run(message(121)).await;
+    assert!(matches!(&events[0].decode(), Ok(domain::Event::Conversation(Event::UserMessageAdded { seq: 121, .. }))));
+}
+
+on_both_backends!(
+    one_winner_per_version,
+    tailing_reader_sees_every_event_exactly_once,
+    commands_on_long_streams_use_snapshots,
+);

@@ -7,7 +7,7 @@ pub mod messages;
 pub mod users;
 
 use super::event_store::{self, Cursor, RecordedEvent};
-use super::{DbConn, StoreResult};
+use super::{DbConn, StoreResult, snapshots};
 use crate::domain::Event;
 
 /// Applies one stored event to every projection it concerns.
@@ -24,7 +24,8 @@ pub async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Event) -> 
 /// Empties every projection and replays the whole log through [`apply`]. Run it in one
 /// transaction so readers never see a half-built table. Returns the events replayed.
 pub async fn rebuild(conn: &mut DbConn) -> StoreResult<u64> {
-    // Children first: messages reference conversations.
+    // Children first: messages reference conversations. Snapshots are derived state too.
+    snapshots::clear(conn).await?;
     messages::clear(conn).await?;
     conversations::clear(conn).await?;
     users::clear(conn).await?;
