@@ -12,22 +12,20 @@ pub mod schema;
 pub mod sessions;
 pub mod snapshots;
 pub mod sql_types;
+mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::SqliteConnection;
-use diesel::connection::SimpleConnection;
 use diesel::result::DatabaseErrorKind;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
-/// An async SQLite connection: the sync driver run on the blocking thread pool.
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub use sqlite::SqliteConn;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -54,6 +52,21 @@ macro_rules! with_conn {
     };
 }
 pub(crate) use with_conn;
+
+/// Inserts a slice of rows: one multi-row statement on PostgreSQL, one blocking call on
+/// SQLite (its async wrapper cannot batch, but the synchronous driver can, in-process).
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        $crate::storage::with_conn!($conn,
+            pg: |c| diesel_async::RunQueryDsl::execute(diesel::insert_into($table).values($rows), c).await,
+            sqlite: |c| {
+                let rows = $rows.to_vec();
+                c.spawn_blocking(move |c| diesel::RunQueryDsl::execute(diesel::insert_into($table).values(&rows), c)).await
+            }
+        )
+    };
+}
+pub(crate) use insert_rows;
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +107,11 @@ pub(crate) fn on_unique_violation(err: diesel::result::Error) -> StoreError {
 #[derive(Clone)]
 pub enum Db {
     Pg(Pool<AsyncPgConnection>),
-    Sqlite(Pool<SqliteConn>),
+    /// SQLite admits one writer at a time; `writer` queues this process's writers.
+    Sqlite {
+        pool: Pool<SqliteConn>,
+        writer: Arc<tokio::sync::Mutex<()>>,
+    },
 }
 
 /// One pooled connection.
@@ -117,7 +134,11 @@ impl Db {
             recycle: Some(Duration::from_secs(10)),
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+            let mut config = ManagerConfig::<AsyncPgConnection>::default();
+            // A checkout still drops connections whose socket closed (`is_broken`); a
+            // liveness query on top would cost a round trip per request.
+            config.recycling_method = RecyclingMethod::Fast;
+            let manager = AsyncDieselConnectionManager::new_with_config(url, config);
             let pool = Pool::builder(manager)
                 .max_size(max_connections)
                 .timeouts(timeouts)
@@ -125,23 +146,24 @@ impl Db {
                 .build()?;
             Ok(Db::Pg(pool))
         } else {
-            let path = sqlite_path(url)?;
+            let path = sqlite::path(url)?;
             let mut config = ManagerConfig::<SqliteConn>::default();
-            config.custom_setup = Box::new(|path| open_sqlite(path.to_owned()).boxed());
+            config.recycling_method = RecyclingMethod::Fast;
+            config.custom_setup = Box::new(|path| sqlite::open(path.to_owned()).boxed());
             let manager = AsyncDieselConnectionManager::new_with_config(path, config);
             let pool = Pool::builder(manager)
                 .max_size(max_connections)
                 .timeouts(timeouts)
                 .runtime(deadpool::Runtime::Tokio1)
                 .build()?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite { pool, writer: Arc::new(tokio::sync::Mutex::new(())) })
         }
     }
 
     pub fn backend(&self) -> Backend {
         match self {
             Db::Pg(_) => Backend::Postgres,
-            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Sqlite { .. } => Backend::Sqlite,
         }
     }
 
@@ -149,7 +171,7 @@ impl Db {
         let pool_error = |e: deadpool::managed::PoolError<_>| StoreError::Pool(e.to_string());
         Ok(match self {
             Db::Pg(pool) => DbConn::Pg(pool.get().await.map_err(pool_error)?),
-            Db::Sqlite(pool) => DbConn::Sqlite(pool.get().await.map_err(pool_error)?),
+            Db::Sqlite { pool, .. } => DbConn::Sqlite(pool.get().await.map_err(pool_error)?),
         })
     }
 
@@ -178,14 +200,31 @@ impl Db {
     /// Runs `f` in a write transaction, committed when it returns `Ok`.
     ///
     /// On SQLite the transaction is `BEGIN IMMEDIATE`, taking the write lock up front so
-    /// that two writers queue on `busy_timeout` instead of failing to upgrade a read lock.
+    /// that writers queue instead of failing to upgrade a read lock, and its statements
+    /// run inline (see `sqlite`).
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: for<'c> FnOnce(&'c mut DbConn) -> futures_util::future::BoxFuture<'c, Result<T, E>>,
         E: From<StoreError>,
     {
+        let _queued = match self {
+            Db::Sqlite { writer, .. } => Some(writer.lock().await),
+            Db::Pg(_) => None,
+        };
         let mut conn = self.conn().await?;
         conn.begin().await?;
+        match &conn {
+            DbConn::Sqlite(_) => sqlite::inline(Self::finish(conn, f)).await,
+            DbConn::Pg(_) => Self::finish(conn, f).await,
+        }
+    }
+
+    /// Runs the body of a begun transaction and commits or rolls back.
+    async fn finish<T, E, F>(mut conn: DbConn, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut DbConn) -> futures_util::future::BoxFuture<'c, Result<T, E>>,
+        E: From<StoreError>,
+    {
         match f(&mut conn).await {
             Ok(value) => {
                 conn.commit().await?;
@@ -244,33 +283,6 @@ async fn commit_on<C: AsyncConnection>(c: &mut C) -> diesel::QueryResult<()> {
 
 async fn rollback_on<C: AsyncConnection>(c: &mut C) -> diesel::QueryResult<()> {
     C::TransactionManager::rollback_transaction(c).await
-}
-
-fn sqlite_path(url: &str) -> anyhow::Result<String> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL must start with postgres:// or sqlite://"))?;
-    anyhow::ensure!(
-        !path.is_empty() && !path.contains(":memory:"),
-        "DATABASE_URL needs a SQLite file path (an in-memory database is not shared between connections)"
-    );
-    Ok(path.to_owned())
-}
-
-async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
-    tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
-        let mut conn = SqliteConnection::establish(&path)?;
-        conn.batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000;",
-        )
-        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-        Ok(SyncConnectionWrapper::new(conn))
-    })
-    .await
-    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
 }
 
 /// Keys of the transaction-scoped locks that serialize rare, racy operations.

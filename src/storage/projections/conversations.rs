@@ -6,12 +6,13 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use diesel_async::RunQueryDsl;
 
+use super::{RowChange, Table};
 use crate::domain::conversation::{Event, Status};
 use crate::domain::ids::{ConversationId, UserId};
 use crate::storage::event_store::RecordedEvent;
 use crate::storage::schema::conversations;
 use crate::storage::sql_types::{DbTime, DbUuid, UtcTime, Uuid};
-use crate::storage::{DbConn, StoreResult, with_conn};
+use crate::storage::{DbConn, StoreResult, insert_rows, with_conn};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = conversations)]
@@ -55,15 +56,62 @@ pub struct ListKey {
     pub id: uuid::Uuid,
 }
 
-pub(super) async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Event) -> StoreResult<()> {
-    let id = stored.stream_id;
-    let version = stored.stream_version;
-    let at = stored.occurred_at;
-    let row = conversations::table.filter(conversations::id.eq(id));
-    match event {
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = conversations)]
+pub struct ConversationUpdate {
+    title: Option<String>,
+    status: Option<String>,
+    archived: Option<bool>,
+    message_count: Option<i64>,
+    version: Option<i64>,
+    updated_at: Option<DbTime>,
+}
+
+pub struct Conversations;
+
+impl Table for Conversations {
+    type Row = ConversationRow;
+    type Update = ConversationUpdate;
+
+    fn id(row: &ConversationRow) -> DbUuid {
+        row.id
+    }
+
+    fn merge(update: ConversationUpdate, row: &mut ConversationRow) {
+        if let Some(title) = update.title {
+            row.title = title;
+        }
+        if let Some(status) = update.status {
+            row.status = status;
+        }
+        row.archived = update.archived.unwrap_or(row.archived);
+        row.message_count = update.message_count.unwrap_or(row.message_count);
+        row.version = update.version.unwrap_or(row.version);
+        row.updated_at = update.updated_at.unwrap_or(row.updated_at);
+    }
+
+    async fn insert(conn: &mut DbConn, rows: &[ConversationRow]) -> StoreResult<()> {
+        insert_rows!(conn, conversations::table, rows)?;
+        Ok(())
+    }
+
+    async fn update(conn: &mut DbConn, id: DbUuid, update: &ConversationUpdate) -> StoreResult<()> {
+        with_conn!(conn, |c| diesel::update(conversations::table.find(id)).set(update).execute(c).await)?;
+        Ok(())
+    }
+
+    async fn clear(conn: &mut DbConn) -> StoreResult<()> {
+        with_conn!(conn, |c| diesel::delete(conversations::table).execute(c).await)?;
+        Ok(())
+    }
+}
+
+pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<Conversations>> {
+    let version = Some(stored.stream_version);
+    let update = match event {
         Event::ConversationCreated { owner_id, title, model_id, system_prompt } => {
-            let new = ConversationRow {
-                id,
+            return Some(RowChange::Insert(ConversationRow {
+                id: stored.stream_id,
                 owner_id: DbUuid(owner_id.uuid()),
                 title: title.clone(),
                 model_id: model_id.clone(),
@@ -71,42 +119,37 @@ pub(super) async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Eve
                 status: Status::Active.as_str().to_owned(),
                 archived: false,
                 message_count: 0,
-                version,
-                created_at: at,
-                updated_at: at,
-            };
-            with_conn!(conn, |c| diesel::insert_into(conversations::table).values(&new).execute(c).await)?;
+                version: stored.stream_version,
+                created_at: stored.occurred_at,
+                updated_at: stored.occurred_at,
+            }));
         }
-        Event::ConversationRenamed { title } => {
-            let set =
-                (conversations::title.eq(title), conversations::version.eq(version), conversations::updated_at.eq(at));
-            with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)?;
-        }
-        Event::ConversationArchived {} | Event::ConversationUnarchived {} => {
-            let archived = matches!(event, Event::ConversationArchived {});
-            let status = if archived { Status::Archived } else { Status::Active };
-            let set = (
-                conversations::status.eq(status.as_str()),
-                conversations::archived.eq(archived),
-                conversations::version.eq(version),
-            );
-            with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)?;
-        }
-        Event::UserMessageAdded { seq, .. } => {
-            let set = (
-                conversations::message_count.eq(seq),
-                conversations::version.eq(version),
-                conversations::updated_at.eq(at),
-            );
-            with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)?;
-        }
-    }
-    Ok(())
-}
-
-pub(super) async fn clear(conn: &mut DbConn) -> StoreResult<()> {
-    with_conn!(conn, |c| diesel::delete(conversations::table).execute(c).await)?;
-    Ok(())
+        Event::ConversationRenamed { title } => ConversationUpdate {
+            title: Some(title.clone()),
+            version,
+            updated_at: Some(stored.occurred_at),
+            ..Default::default()
+        },
+        Event::ConversationArchived {} => ConversationUpdate {
+            status: Some(Status::Archived.as_str().to_owned()),
+            archived: Some(true),
+            version,
+            ..Default::default()
+        },
+        Event::ConversationUnarchived {} => ConversationUpdate {
+            status: Some(Status::Active.as_str().to_owned()),
+            archived: Some(false),
+            version,
+            ..Default::default()
+        },
+        Event::UserMessageAdded { seq, .. } => ConversationUpdate {
+            message_count: Some(*seq),
+            version,
+            updated_at: Some(stored.occurred_at),
+            ..Default::default()
+        },
+    };
+    Some(RowChange::Update(stored.stream_id, update))
 }
 
 pub async fn find(conn: &mut DbConn, id: ConversationId) -> StoreResult<Option<ConversationRow>> {

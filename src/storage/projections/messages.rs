@@ -3,12 +3,13 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::{RowChange, Table};
 use crate::domain::conversation::Event;
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::storage::event_store::RecordedEvent;
 use crate::storage::schema::messages;
 use crate::storage::sql_types::{DbTime, DbUuid};
-use crate::storage::{DbConn, StoreResult, with_conn};
+use crate::storage::{DbConn, StoreResult, insert_rows, with_conn};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = messages)]
@@ -32,9 +33,39 @@ impl MessageRow {
     }
 }
 
-pub(super) async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Event) -> StoreResult<()> {
-    if let Event::UserMessageAdded { message_id, seq, content } = event {
-        let new = MessageRow {
+pub struct Messages;
+
+impl Table for Messages {
+    type Row = MessageRow;
+    /// Messages are written once; nothing updates them yet.
+    type Update = std::convert::Infallible;
+
+    fn id(row: &MessageRow) -> DbUuid {
+        row.id
+    }
+
+    fn merge(update: std::convert::Infallible, _: &mut MessageRow) {
+        match update {}
+    }
+
+    async fn insert(conn: &mut DbConn, rows: &[MessageRow]) -> StoreResult<()> {
+        insert_rows!(conn, messages::table, rows)?;
+        Ok(())
+    }
+
+    async fn update(_: &mut DbConn, _: DbUuid, update: &std::convert::Infallible) -> StoreResult<()> {
+        match *update {}
+    }
+
+    async fn clear(conn: &mut DbConn) -> StoreResult<()> {
+        with_conn!(conn, |c| diesel::delete(messages::table).execute(c).await)?;
+        Ok(())
+    }
+}
+
+pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<Messages>> {
+    match event {
+        Event::UserMessageAdded { message_id, seq, content } => Some(RowChange::Insert(MessageRow {
             id: DbUuid(message_id.uuid()),
             conversation_id: stored.stream_id,
             seq: *seq,
@@ -42,15 +73,9 @@ pub(super) async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Eve
             content: content.clone(),
             author_id: stored.actor_id,
             created_at: stored.occurred_at,
-        };
-        with_conn!(conn, |c| diesel::insert_into(messages::table).values(&new).execute(c).await)?;
+        })),
+        _ => None,
     }
-    Ok(())
-}
-
-pub(super) async fn clear(conn: &mut DbConn) -> StoreResult<()> {
-    with_conn!(conn, |c| diesel::delete(messages::table).execute(c).await)?;
-    Ok(())
 }
 
 /// Up to `limit` messages of a conversation after sequence number `after_seq`, in order.

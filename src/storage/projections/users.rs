@@ -3,12 +3,13 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::{RowChange, Table};
 use crate::domain::ids::UserId;
 use crate::domain::user::{Event, Role};
 use crate::storage::event_store::RecordedEvent;
 use crate::storage::schema::users;
 use crate::storage::sql_types::{DbTime, DbUuid};
-use crate::storage::{DbConn, StoreResult, on_unique_violation, with_conn};
+use crate::storage::{DbConn, StoreResult, insert_rows, on_unique_violation, with_conn};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -32,42 +33,70 @@ impl UserRow {
     }
 }
 
-pub(super) async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Event) -> StoreResult<()> {
-    let id = stored.stream_id;
-    let at = stored.occurred_at;
-    let row = users::table.filter(users::id.eq(id));
-    match event {
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserUpdate {
+    role: Option<String>,
+    disabled: Option<bool>,
+    updated_at: Option<DbTime>,
+}
+
+pub struct Users;
+
+impl Table for Users {
+    type Row = UserRow;
+    type Update = UserUpdate;
+
+    fn id(row: &UserRow) -> DbUuid {
+        row.id
+    }
+
+    fn merge(update: UserUpdate, row: &mut UserRow) {
+        if let Some(role) = update.role {
+            row.role = role;
+        }
+        row.disabled = update.disabled.unwrap_or(row.disabled);
+        row.updated_at = update.updated_at.unwrap_or(row.updated_at);
+    }
+
+    async fn insert(conn: &mut DbConn, rows: &[UserRow]) -> StoreResult<()> {
+        insert_rows!(conn, users::table, rows).map_err(on_unique_violation)?;
+        Ok(())
+    }
+
+    async fn update(conn: &mut DbConn, id: DbUuid, update: &UserUpdate) -> StoreResult<()> {
+        with_conn!(conn, |c| diesel::update(users::table.find(id)).set(update).execute(c).await)?;
+        Ok(())
+    }
+
+    async fn clear(conn: &mut DbConn) -> StoreResult<()> {
+        with_conn!(conn, |c| diesel::delete(users::table).execute(c).await)?;
+        Ok(())
+    }
+}
+
+pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<Users>> {
+    let at = Some(stored.occurred_at);
+    let update = match event {
         Event::UserRegistered { email, name, role } => {
-            let new = UserRow {
-                id,
+            return Some(RowChange::Insert(UserRow {
+                id: stored.stream_id,
                 email: email.clone(),
                 name: name.clone(),
                 role: role.as_str().to_owned(),
                 disabled: false,
-                created_at: at,
-                updated_at: at,
-            };
-            with_conn!(conn, |c| diesel::insert_into(users::table).values(&new).execute(c).await)
-                .map_err(on_unique_violation)?;
+                created_at: stored.occurred_at,
+                updated_at: stored.occurred_at,
+            }));
         }
         Event::UserRoleChanged { role } => {
-            let set = (users::role.eq(role.as_str()), users::updated_at.eq(at));
-            with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)?;
+            UserUpdate { role: Some(role.as_str().to_owned()), updated_at: at, ..Default::default() }
         }
-        Event::UserPasswordChanged {} => {
-            with_conn!(conn, |c| diesel::update(row).set(users::updated_at.eq(at)).execute(c).await)?;
-        }
-        Event::UserDisabled {} | Event::UserEnabled {} => {
-            let set = (users::disabled.eq(matches!(event, Event::UserDisabled {})), users::updated_at.eq(at));
-            with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)?;
-        }
-    }
-    Ok(())
-}
-
-pub(super) async fn clear(conn: &mut DbConn) -> StoreResult<()> {
-    with_conn!(conn, |c| diesel::delete(users::table).execute(c).await)?;
-    Ok(())
+        Event::UserPasswordChanged {} => UserUpdate { updated_at: at, ..Default::default() },
+        Event::UserDisabled {} => UserUpdate { disabled: Some(true), updated_at: at, ..Default::default() },
+        Event::UserEnabled {} => UserUpdate { disabled: Some(false), updated_at: at, ..Default::default() },
+    };
+    Some(RowChange::Update(stored.stream_id, update))
 }
 
 pub async fn find(conn: &mut DbConn, id: UserId) -> StoreResult<Option<UserRow>> {
@@ -89,7 +118,7 @@ pub async fn find_many(conn: &mut DbConn, ids: &[UserId]) -> StoreResult<Vec<Use
     })?)
 }
 
-/// Every account, oldest first (for the operator's CLI).
+/// Every account, oldest first (for the operator's CLI and projection checks).
 pub async fn all(conn: &mut DbConn) -> StoreResult<Vec<UserRow>> {
     Ok(with_conn!(conn, |c| {
         users::table.order((users::created_at.asc(), users::id.asc())).select(UserRow::as_select()).load(c).await
