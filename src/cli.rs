@@ -91,8 +91,11 @@ enum SchemaCommand {
 
 #[derive(Subcommand)]
 enum KeyCommand {
-    /// Print a new random 32-byte key in base64, for ENCRYPTION_KEY or SECRET_KEY_BASE.
-    Generate,
+    /// Print a new random key in base64: 32 bytes suit ENCRYPTION_KEY, 64 SECRET_KEY_BASE.
+    Generate {
+        #[arg(long, default_value_t = 32)]
+        bytes: usize,
+    },
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -123,8 +126,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Key(KeyCommand::Generate) => {
-            println!("{}", random_base64(32));
+        Command::Key(KeyCommand::Generate { bytes }) => {
+            println!("{}", random_base64(bytes));
             Ok(())
         }
         Command::Bench(args) => crate::bench::run(args).await,
@@ -138,6 +141,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address = SocketAddr::new(config.host, config.port);
     let served = App::start(config).await?;
     let listener = tokio::net::TcpListener::bind(address).await?;
+    tokio::spawn(crate::auth::accounts::purge_expired_sessions(served.app.db.clone()));
     tracing::info!("listening on http://{address} (GraphiQL at http://{address}/graphiql)");
     crate::http::serve(listener, served, shutdown_signal(), Duration::from_secs(10)).await?;
     tracing::info!("stopped");

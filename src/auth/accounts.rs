@@ -143,6 +143,20 @@ pub async fn authenticate(db: &Db, token: &str) -> AppResult<Option<Viewer>> {
     Ok(Some(Viewer { user_id: user.user_id(), session_id: session.session_id(), role: user.role() }))
 }
 
+/// Deletes expired sessions every hour, for as long as the server runs.
+pub async fn purge_expired_sessions(db: Db) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        let purged = async { sessions::delete_expired(&mut db.conn().await?, domain::now()).await };
+        match purged.await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "expired sessions deleted"),
+            Err(error) => tracing::warn!(%error, "could not delete expired sessions"),
+        }
+    }
+}
+
 pub async fn logout(db: &Db, viewer: &Viewer) -> AppResult<()> {
     let mut conn = db.conn().await?;
     sessions::delete(&mut conn, viewer.session_id).await?;

@@ -105,3 +105,24 @@ async fn fresh_start_serves_graphiql_on_port_4000() {
     let status = tokio::task::spawn_blocking(move || server.wait()).await.expect("join").expect("exit");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
+
+#[test]
+fn production_refuses_to_start_without_secrets() {
+    let output = Command::new(env!("CARGO_BIN_EXE_liteskill"))
+        .env_clear()
+        .env("LITESKILL_ENV", "production")
+        .env("PUBLIC_URL", "https://chat.example.com")
+        .env("SECRET_KEY_BASE", "changeme")
+        .output()
+        .expect("run liteskill");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SECRET_KEY_BASE"));
+}
+
+#[test]
+fn generated_keys_are_valid_encryption_keys() {
+    let output = Command::new(env!("CARGO_BIN_EXE_liteskill")).args(["key", "generate"]).output().expect("run");
+    let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let config = liteskill::config::Config::from_lookup(|name| (name == "ENCRYPTION_KEY").then(|| key.clone()));
+    assert!(config.is_ok_and(|c| c.encryption_key_bytes().len() == 32));
+}
