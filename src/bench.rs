@@ -105,7 +105,6 @@ async fn measure(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
 
     let owner = crate::auth::accounts::create_account(
         &app.db,
-        None,
         Email::parse("bench@example.com")?,
         DisplayName::parse("Bench")?,
         &Password::parse("bench password")?,

@@ -185,7 +185,7 @@ async fn user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
             let email = Email::parse(&email)?;
             let name = DisplayName::parse(&name)?;
             let password = read_password()?;
-            accounts::create_account(db, None, email, name, &password, role).await?
+            accounts::create_account(db, email, name, &password, role).await?
         }
         UserCommand::List => {
             let mut conn = db.conn().await?;

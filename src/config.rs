@@ -53,6 +53,9 @@ pub struct Config {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+/// The largest `GRAPHQL_MAX_PAGE_SIZE` allowed: query complexity prices pages up to it.
+pub const MAX_PAGE_SIZE_LIMIT: usize = 1_000;
+
 const DEFAULT_SECRET_PLACEHOLDERS: &[&str] = &["changeme", "change-me", "secret", "development"];
 
 impl Config {
@@ -80,6 +83,10 @@ impl Config {
             Some("closed") => Registration::Closed,
             Some(other) => return Err(ConfigError(format!("REGISTRATION must be open or closed, not {other}"))),
         };
+        let max_page_size = parse(&var, "GRAPHQL_MAX_PAGE_SIZE", 100)?;
+        if !(1..=MAX_PAGE_SIZE_LIMIT).contains(&max_page_size) {
+            return Err(ConfigError(format!("GRAPHQL_MAX_PAGE_SIZE must be between 1 and {MAX_PAGE_SIZE_LIMIT}")));
+        }
         let mut generated_secrets = vec![];
         let secret_key_base = secret_key_base(environment, var("SECRET_KEY_BASE"), &mut generated_secrets)?;
         let encryption_key = encryption_key(environment, var("ENCRYPTION_KEY"), &mut generated_secrets)?;
@@ -97,7 +104,7 @@ impl Config {
             graphql: GraphqlLimits {
                 max_depth: parse(&var, "GRAPHQL_MAX_DEPTH", 12)?,
                 max_complexity: parse(&var, "GRAPHQL_MAX_COMPLEXITY", 5_000)?,
-                max_page_size: parse(&var, "GRAPHQL_MAX_PAGE_SIZE", 100)?,
+                max_page_size,
             },
             max_body_bytes: parse(&var, "MAX_BODY_BYTES", 2 * 1024 * 1024)?,
             generated_secrets,
@@ -237,5 +244,6 @@ mod tests {
     fn bad_values_are_named() {
         let err = config(&[("PORT", "eighty")]).expect_err("invalid port");
         assert!(err.to_string().contains("PORT"));
+        assert!(config(&[("GRAPHQL_MAX_PAGE_SIZE", "5000")]).is_err());
     }
 }

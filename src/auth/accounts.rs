@@ -11,7 +11,7 @@ use crate::domain::user::{self, Role, User};
 use crate::domain::values::{DisplayName, Email, Password};
 use crate::domain::{self, Actor};
 use crate::error::{AppError, AppResult};
-use crate::storage::event_store::execute;
+use crate::storage::event_store::{ExecuteError, execute};
 use crate::storage::projections::users::{self, UserRow};
 use crate::storage::sql_types::{DbTime, DbUuid};
 use crate::storage::{Db, LockKey, StoreError, credentials, sessions};
@@ -29,21 +29,23 @@ fn email_taken() -> AppError {
     AppError::Conflict { reason: "EMAIL_TAKEN", message: "an account with this email already exists".into() }
 }
 
-/// Creates an account. Without an explicit role the first account becomes the
-/// administrator and every later one a user.
-pub async fn create_account(
-    db: &Db,
-    actor: Option<UserId>,
+/// Everything written when an account is created, in one transaction.
+struct NewAccount {
+    id: UserId,
+    actor: Actor,
     email: Email,
     name: DisplayName,
-    password: &Password,
+    password_hash: String,
+    /// `None`: the first account becomes the administrator, every later one a user.
     role: Option<Role>,
-) -> AppResult<UserRow> {
-    let hash = password::hash(password).await.map_err(AppError::internal)?;
-    let user_id = actor.unwrap_or_default();
-    let actor = actor.map_or(Actor::System, Actor::User);
+    /// A session to sign the new account in with.
+    session: Option<sessions::SessionRow>,
+}
+
+async fn insert_account(db: &Db, account: NewAccount) -> AppResult<UserRow> {
     db.write(|conn| {
         async move {
+            let NewAccount { id, actor, email, name, password_hash, role, session } = account;
             conn.lock(LockKey::Registration).await?;
             if users::find_by_email(conn, email.as_str()).await?.is_some() {
                 return Err(email_taken());
@@ -54,19 +56,38 @@ pub async fn create_account(
                 None => Role::User,
             };
             let command = user::Command::Register { email, name, role };
-            execute::<User>(conn, user_id.uuid(), actor, command).await.map_err(|e| match e {
-                crate::storage::event_store::ExecuteError::Store(StoreError::Conflict(_)) => email_taken(),
+            execute::<User>(conn, id.uuid(), actor, command).await.map_err(|e| match e {
+                ExecuteError::Store(StoreError::Conflict(_)) => email_taken(),
                 other => other.into(),
             })?;
-            credentials::set_password_hash(conn, user_id, &hash, domain::now()).await?;
-            users::find(conn, user_id).await?.ok_or(AppError::NotFound("user"))
+            credentials::set_password_hash(conn, id, &password_hash, domain::now()).await?;
+            if let Some(session) = session {
+                sessions::insert(conn, &session).await?;
+            }
+            users::find(conn, id).await?.ok_or(AppError::NotFound("user"))
         }
         .boxed()
     })
     .await
 }
 
-/// Self-service registration through the API, subject to the registration policy.
+/// Creates an account for the operator (CLI). Without a role, the first account
+/// becomes the administrator.
+pub async fn create_account(
+    db: &Db,
+    email: Email,
+    name: DisplayName,
+    password: &Password,
+    role: Option<Role>,
+) -> AppResult<UserRow> {
+    let password_hash = password::hash(password).await.map_err(AppError::internal)?;
+    let account =
+        NewAccount { id: UserId::new(), actor: Actor::System, email, name, password_hash, role, session: None };
+    insert_account(db, account).await
+}
+
+/// Self-service registration through the API, subject to the registration policy. The
+/// account and its first session are created together.
 pub async fn register(
     db: &Db,
     config: &Config,
@@ -78,8 +99,13 @@ pub async fn register(
     if config.registration == Registration::Closed {
         return Err(AppError::Forbidden("registration is closed; ask an administrator for an account"));
     }
-    let user = create_account(db, Some(UserId::new()), email, name, password, None).await?;
-    start_session(db, config, &user, user_agent).await
+    let password_hash = password::hash(password).await.map_err(AppError::internal)?;
+    let id = UserId::new();
+    let (token, session) = new_session(config, id, user_agent)?;
+    let account =
+        NewAccount { id, actor: Actor::User(id), email, name, password_hash, role: None, session: Some(session) };
+    let user = insert_account(db, account).await?;
+    Ok(SignedIn { token, user })
 }
 
 pub async fn login(
@@ -106,25 +132,26 @@ pub async fn login(
     if user.disabled {
         return Err(AppError::Forbidden("this account is disabled"));
     }
-    start_session(db, config, &user, user_agent).await
+    let (token, session) = new_session(config, user.user_id(), user_agent)?;
+    sessions::insert(&mut db.conn().await?, &session).await?;
+    Ok(SignedIn { token, user })
 }
 
-async fn start_session(db: &Db, config: &Config, user: &UserRow, user_agent: Option<String>) -> AppResult<SignedIn> {
+/// A new session token and the row that stores its hash.
+fn new_session(config: &Config, user: UserId, user_agent: Option<String>) -> AppResult<(String, sessions::SessionRow)> {
     let token = session::new_token();
     let now = domain::now();
     let ttl = Duration::from_std(config.session_ttl).map_err(AppError::internal)?;
     let row = sessions::SessionRow {
         id: DbUuid(SessionId::new().uuid()),
-        user_id: user.id,
+        user_id: DbUuid(user.uuid()),
         token_hash: session::token_hash(&token),
         user_agent: user_agent.map(|ua| ua.chars().take(512).collect()),
         created_at: DbTime(now),
         last_seen_at: DbTime(now),
         expires_at: DbTime(now + ttl),
     };
-    let mut conn = db.conn().await?;
-    sessions::insert(&mut conn, &row).await?;
-    Ok(SignedIn { token, user: user.clone() })
+    Ok((token, row))
 }
 
 /// The viewer a session token stands for, if the session is live and the user enabled.

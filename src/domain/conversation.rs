@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{MessageId, UserId};
 use super::values::{MessageContent, ModelId, SystemPrompt, Title};
-use super::{Actor, Aggregate, DomainEvent};
+use super::{Actor, Aggregate, DomainEvent, access};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,7 +109,7 @@ impl Conversation {
     fn visible_to(&self, actor: Actor) -> Result<&State, Rejection> {
         match (&self.state, actor) {
             (Some(state), Actor::System) => Ok(state),
-            (Some(state), Actor::User(user)) if state.owner == user => Ok(state),
+            (Some(state), Actor::User(user)) if access::can_read(user, state.owner) => Ok(state),
             _ => Err(Rejection::NotFound),
         }
     }

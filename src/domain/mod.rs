@@ -2,6 +2,7 @@
 //! the write path loads an aggregate, asks it to `decide` on a command and stores the
 //! events it returns.
 
+pub mod access;
 pub mod conversation;
 pub mod ids;
 pub mod user;
@@ -98,18 +99,18 @@ pub fn decode_as<E: DomainEvent>(
     event_version: i16,
     payload: &serde_json::Value,
 ) -> Result<E, DecodeError> {
-    if event_version > E::VERSION {
-        return Err(DecodeError::FutureVersion { event_type: event_type.to_owned(), version: event_version });
-    }
     let tagged = serde_json::json!({ "type": event_type, "data": payload });
-    E::deserialize(&tagged).map_err(|source| {
-        // serde reports a tag outside the enum as an unknown variant.
-        if source.to_string().starts_with("unknown variant") {
-            DecodeError::UnknownType(event_type.to_owned())
-        } else {
-            DecodeError::Malformed { event_type: event_type.to_owned(), source }
+    match E::deserialize(&tagged) {
+        // serde reports a tag outside the enum as an unknown variant: not this family.
+        Err(source) if source.to_string().starts_with("unknown variant") => {
+            Err(DecodeError::UnknownType(event_type.to_owned()))
         }
-    })
+        _ if event_version > E::VERSION => {
+            Err(DecodeError::FutureVersion { event_type: event_type.to_owned(), version: event_version })
+        }
+        Ok(event) => Ok(event),
+        Err(source) => Err(DecodeError::Malformed { event_type: event_type.to_owned(), source }),
+    }
 }
 
 impl Event {
@@ -141,6 +142,19 @@ mod tests {
             let decoded = Event::decode(&encoded.event_type, encoded.event_version, &encoded.payload);
             assert_eq!(decoded.ok(), Some(event), "{encoded:?}");
         }
+    }
+
+    #[test]
+    fn a_family_rejects_other_families_by_type_before_version() {
+        let payload = serde_json::json!({ "role": "admin" });
+        assert!(matches!(
+            decode_as::<conversation::Event>("UserRoleChanged", 2, &payload),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            decode_as::<user::Event>("UserRoleChanged", 2, &payload),
+            Err(DecodeError::FutureVersion { .. })
+        ));
     }
 
     #[test]

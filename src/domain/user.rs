@@ -88,17 +88,19 @@ impl Aggregate for User {
             return Ok(vec![Event::UserRegistered { email: email.as_str().to_owned(), name: name.into_inner(), role }]);
         }
         let state = self.state.as_ref().ok_or(Rejection::NotFound)?;
-        // Account administration is the operator's (CLI) for now; users change only their password.
+        // Account administration is the operator's (CLI) for now.
         let operator = actor == Actor::System;
         match command {
             Command::Register { .. } => unreachable!("handled above"),
             Command::SetRole { role } if operator => {
                 Ok(if state.role == role { vec![] } else { vec![Event::UserRoleChanged { role }] })
             }
-            Command::ChangePassword => Ok(vec![Event::UserPasswordChanged {}]),
+            Command::ChangePassword if operator => Ok(vec![Event::UserPasswordChanged {}]),
             Command::Disable if operator => Ok(if state.disabled { vec![] } else { vec![Event::UserDisabled {}] }),
             Command::Enable if operator => Ok(if state.disabled { vec![Event::UserEnabled {}] } else { vec![] }),
-            Command::SetRole { .. } | Command::Disable | Command::Enable => Err(Rejection::Forbidden),
+            Command::SetRole { .. } | Command::ChangePassword | Command::Disable | Command::Enable => {
+                Err(Rejection::Forbidden)
+            }
         }
     }
 
@@ -140,6 +142,7 @@ mod tests {
         let user = Actor::User(UserId::new());
         assert_eq!(registered().decide(user, Command::SetRole { role: Role::Admin }), Err(Rejection::Forbidden));
         assert_eq!(registered().decide(user, Command::Disable), Err(Rejection::Forbidden));
+        assert_eq!(registered().decide(user, Command::ChangePassword), Err(Rejection::Forbidden));
         assert_eq!(
             registered().decide(Actor::System, Command::SetRole { role: Role::Admin }),
             Ok(vec![Event::UserRoleChanged { role: Role::Admin }])

@@ -2,19 +2,20 @@
 
 use std::collections::HashMap;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
 use super::account::User;
-use super::pagination::{decode_cursor, encode_cursor, page_size};
+use super::pagination::{decode_cursor, encode_cursor, page, page_size, position_after, position_cursor};
 use super::{ApiResult, ContextExt, parse_id};
 use crate::auth::Viewer;
-use crate::domain::Actor;
+use crate::config::MAX_PAGE_SIZE_LIMIT;
 use crate::domain::conversation::{self, Command, Conversation as Aggregate};
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::domain::values::{MessageContent, ModelId, SystemPrompt, Title};
+use crate::domain::{Actor, access};
 use crate::error::{AppError, AppResult};
 use crate::storage::event_store::{self, execute};
 use crate::storage::projections::conversations::{self, ConversationRow, ListKey};
@@ -25,9 +26,9 @@ use crate::storage::{Db, DbConn};
 const DEFAULT_TITLE: &str = "New conversation";
 
 /// Complexity of a page: its size times the cost of one node. Sizes outside the allowed
-/// range are priced as the largest page so the resolver can refuse them by name.
+/// range are priced as the largest page so that the resolver can refuse them by name.
 fn page_cost(first: Option<i32>, node_cost: usize) -> usize {
-    let size = first.map_or(super::pagination::DEFAULT_PAGE_SIZE, |n| n.clamp(1, 100) as usize);
+    let size = first.map_or(super::pagination::DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_PAGE_SIZE_LIMIT as i32) as usize);
     size * node_cost
 }
 
@@ -103,19 +104,10 @@ impl Conversation {
         after: Option<String>,
     ) -> ApiResult<Connection<String, Message>> {
         let limit = page_size(first, ctx.max_page_size())?;
-        let after_seq = match &after {
-            Some(cursor) => decode_cursor(cursor)?
-                .parse::<i64>()
-                .map_err(|_| AppError::bad_input("after", "is not a cursor from this server"))?,
-            None => 0,
-        };
+        let after_seq = position_after(after.as_deref())?;
         let mut conn = ctx.app().db.conn().await?;
-        let mut rows = messages::list(&mut conn, self.0.conversation_id(), after_seq, limit as i64 + 1).await?;
-        let has_next = rows.len() > limit;
-        rows.truncate(limit);
-        let mut page = Connection::new(after_seq > 0, has_next);
-        page.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(&row.seq.to_string()), Message(row))));
-        Ok(page)
+        let rows = messages::list(&mut conn, self.0.conversation_id(), after_seq, limit as i64 + 1).await?;
+        Ok(page(rows, limit, after_seq > 0, |row| position_cursor(row.seq), Message))
     }
 }
 
@@ -196,7 +188,7 @@ pub struct SendMessageInput {
 /// The conversation if `viewer` may read it; otherwise NOT_FOUND, as if it did not exist.
 async fn readable(conn: &mut DbConn, viewer: &Viewer, id: ConversationId) -> AppResult<ConversationRow> {
     match conversations::find(conn, id).await? {
-        Some(row) if row.owner() == viewer.user_id => Ok(row),
+        Some(row) if access::can_read(viewer.user_id, row.owner()) => Ok(row),
         _ => Err(AppError::NotFound("conversation")),
     }
 }
@@ -248,14 +240,9 @@ impl ConversationQuery {
         let limit = page_size(first, ctx.max_page_size())?;
         let after_key = after.as_deref().map(parse_list_cursor).transpose()?;
         let mut conn = ctx.app().db.conn().await?;
-        let mut rows =
-            conversations::list(&mut conn, viewer.user_id, archived.unwrap_or(false), after_key, limit as i64 + 1)
-                .await?;
-        let has_next = rows.len() > limit;
-        rows.truncate(limit);
-        let mut page = Connection::new(after_key.is_some(), has_next);
-        page.edges.extend(rows.into_iter().map(|row| Edge::new(list_cursor(row.list_key()), Conversation(row))));
-        Ok(page)
+        let archived = archived.unwrap_or(false);
+        let rows = conversations::list(&mut conn, viewer.user_id, archived, after_key, limit as i64 + 1).await?;
+        Ok(page(rows, limit, after_key.is_some(), |row| list_cursor(row.list_key()), Conversation))
     }
 
     async fn conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
@@ -277,38 +264,29 @@ impl ConversationQuery {
         let viewer = ctx.viewer()?;
         let id = parse_id("conversationId", &conversation_id, ConversationId::parse)?;
         let limit = page_size(first, ctx.max_page_size())?;
-        let after_version = match &after {
-            Some(cursor) => decode_cursor(cursor)?
-                .parse::<i64>()
-                .map_err(|_| AppError::bad_input("after", "is not a cursor from this server"))?,
-            None => 0,
-        };
+        let after_version = position_after(after.as_deref())?;
         let mut conn = ctx.app().db.conn().await?;
         readable(&mut conn, viewer, id).await?;
-        let mut events = event_store::load_stream_page(&mut conn, id.uuid(), after_version, limit as i64 + 1).await?;
-        let has_next = events.len() > limit;
-        events.truncate(limit);
+        let events = event_store::load_stream_page(&mut conn, id.uuid(), after_version, limit as i64 + 1).await?;
         let mut actor_ids: Vec<UserId> =
             events.iter().filter_map(|e| e.actor_id).map(|id| UserId::from_uuid(id.0)).collect();
         actor_ids.sort();
         actor_ids.dedup();
         let actors: HashMap<UserId, users::UserRow> =
             users::find_many(&mut conn, &actor_ids).await?.into_iter().map(|u| (u.user_id(), u)).collect();
-        let mut page = Connection::new(after_version > 0, has_next);
-        page.edges.extend(events.into_iter().map(|event| {
-            let actor = event.actor_id.and_then(|id| actors.get(&UserId::from_uuid(id.0))).cloned().map(User::from);
-            Edge::new(
-                encode_cursor(&event.stream_version.to_string()),
-                HistoryEvent {
-                    version: event.stream_version,
-                    occurred_at: event.occurred_at(),
-                    actor,
-                    event_type: event.event_type,
-                    data: Json(event.payload),
-                },
-            )
-        }));
-        Ok(page)
+        Ok(page(
+            events,
+            limit,
+            after_version > 0,
+            |event| position_cursor(event.stream_version),
+            |event| HistoryEvent {
+                version: event.stream_version,
+                occurred_at: event.occurred_at(),
+                actor: event.actor_id.and_then(|id| actors.get(&UserId::from_uuid(id.0))).cloned().map(User::from),
+                event_type: event.event_type,
+                data: Json(event.payload),
+            },
+        ))
     }
 }
 

@@ -54,6 +54,21 @@ fn with_code(mut error: ServerError, code: &str) -> ServerError {
     error
 }
 
+/// Gives a code to an error raised while executing that has none yet: an argument that
+/// failed to coerce is the client's; anything else is ours, and is logged, not shown.
+fn engine_error(error: ServerError) -> ServerError {
+    if error.extensions.as_ref().is_some_and(|e| e.get("code").is_some()) {
+        return error;
+    }
+    if error.message.starts_with("Failed to parse") || error.message.starts_with("Invalid value") {
+        return with_code(error, "BAD_USER_INPUT");
+    }
+    tracing::error!(message = %error.message, path = ?error.path, "GraphQL engine error");
+    let mut internal = ServerError::new("internal error", error.locations.first().copied());
+    internal.path = error.path;
+    with_code(internal, "INTERNAL_SERVER_ERROR")
+}
+
 /// Adds `extensions.code` to the errors the GraphQL engine raises on its own.
 pub struct ErrorCodes;
 
@@ -69,8 +84,7 @@ struct ErrorCodesExtension;
 impl Extension for ErrorCodesExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        // Whatever is left without a code was the client's input failing to coerce.
-        response.errors = response.errors.into_iter().map(|e| with_code(e, "BAD_USER_INPUT")).collect();
+        response.errors = response.errors.into_iter().map(engine_error).collect();
         response
     }
 

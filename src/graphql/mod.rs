@@ -1,6 +1,7 @@
 //! The GraphQL API, assembled from one part per resource.
 
 pub mod account;
+mod authentication;
 pub mod conversation;
 pub mod error;
 pub mod pagination;
@@ -24,7 +25,16 @@ pub struct Mutation(account::AccountMutation, conversation::ConversationMutation
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Who is asking, resolved once per HTTP request or websocket connection.
+/// What a transport knows about the caller: set per HTTP request, or per websocket
+/// connection from its `connection_init`.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub token: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Who is asking, resolved from the [`Credentials`] for every operation, so a session
+/// ended while a websocket stays open stops working on its next operation.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     pub viewer: Option<Viewer>,
@@ -39,6 +49,7 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .extension(error::ErrorCodes)
+        .extension(authentication::Authentication)
         .finish()
 }
 

@@ -1,5 +1,7 @@
 //! Relay connection arguments: bounded page sizes and opaque cursors.
 
+use async_graphql::OutputType;
+use async_graphql::connection::{Connection, Edge};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -31,6 +33,38 @@ pub fn decode_cursor(cursor: &str) -> Result<String, AppError> {
         .ok_or_else(|| AppError::bad_input("after", "is not a cursor from this server"))
 }
 
+/// Position of an `after` cursor over a numbered list (0: from the start).
+pub fn position_after(after: Option<&str>) -> Result<i64, AppError> {
+    match after {
+        None => Ok(0),
+        Some(cursor) => decode_cursor(cursor)?
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| AppError::bad_input("after", "is not a cursor from this server")),
+    }
+}
+
+/// The cursor of the item at `position` in a numbered list.
+pub fn position_cursor(position: i64) -> String {
+    encode_cursor(&position.to_string())
+}
+
+/// A page from `rows` fetched with one row beyond `limit`, which tells whether more follow.
+pub fn page<R, N: OutputType>(
+    mut rows: Vec<R>,
+    limit: usize,
+    has_previous: bool,
+    cursor: impl Fn(&R) -> String,
+    node: impl Fn(R) -> N,
+) -> Connection<String, N> {
+    let has_next = rows.len() > limit;
+    rows.truncate(limit);
+    let mut page = Connection::new(has_previous, has_next);
+    page.edges.extend(rows.into_iter().map(|row| Edge::new(cursor(&row), node(row))));
+    page
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +82,9 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         assert_eq!(decode_cursor(&encode_cursor("7")).ok().as_deref(), Some("7"));
         assert!(decode_cursor("!!!").is_err());
+        assert_eq!(position_after(Some(&position_cursor(42))).ok(), Some(42));
+        assert_eq!(position_after(None).ok(), Some(0));
+        assert!(position_after(Some(&encode_cursor("-3"))).is_err());
+        assert!(position_after(Some(&encode_cursor("x"))).is_err());
     }
 }

@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::app::Served;
-use crate::auth::{Viewer, accounts, session};
-use crate::graphql::RequestContext;
+use crate::auth::{accounts, session};
+use crate::graphql::Credentials;
 
 /// The session token a request carries: the Authorization header wins over the cookie.
 fn token_from(headers: &HeaderMap) -> Option<&str> {
@@ -25,23 +25,16 @@ fn token_from(headers: &HeaderMap) -> Option<&str> {
         .or_else(|| header(header::COOKIE).and_then(session::from_cookie_header))
 }
 
-async fn viewer_for(served: &Served, token: Option<&str>) -> Result<Option<Viewer>, Response> {
-    let Some(token) = token else { return Ok(None) };
-    accounts::authenticate(&served.app.db, token).await.map_err(|error| {
-        tracing::error!(%error, "session lookup failed");
-        StatusCode::SERVICE_UNAVAILABLE.into_response()
-    })
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-async fn request_context(served: &Served, headers: &HeaderMap) -> Result<RequestContext, Response> {
-    Ok(RequestContext {
-        viewer: viewer_for(served, token_from(headers)).await?,
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-    })
+fn credentials(headers: &HeaderMap) -> Credentials {
+    Credentials { token: token_from(headers).map(str::to_owned), user_agent: user_agent(headers) }
 }
 
-async fn execute(served: &Served, context: RequestContext, request: BatchRequest) -> Response {
-    GraphQLResponse::from(served.schema.execute_batch(request.data(context)).await).into_response()
+async fn execute(served: &Served, credentials: Credentials, request: BatchRequest) -> Response {
+    GraphQLResponse::from(served.schema.execute_batch(request.data(credentials)).await).into_response()
 }
 
 pub async fn post(State(served): State<Served>, headers: HeaderMap, body: Bytes) -> Response {
@@ -56,10 +49,7 @@ pub async fn post(State(served): State<Served>, headers: HeaderMap, body: Bytes)
         Ok(request) => request,
         Err(error) => return (StatusCode::BAD_REQUEST, format!("malformed GraphQL request: {error}")).into_response(),
     };
-    match request_context(&served, &headers).await {
-        Ok(context) => execute(&served, context, request).await,
-        Err(response) => response,
-    }
+    execute(&served, credentials(&headers), request).await
 }
 
 pub async fn get(
@@ -73,10 +63,7 @@ pub async fn get(
     if mutates {
         return (StatusCode::METHOD_NOT_ALLOWED, "only queries may be sent with GET; use POST").into_response();
     }
-    match request_context(&served, &headers).await {
-        Ok(context) => execute(&served, context, BatchRequest::Single(request)).await,
-        Err(response) => response,
-    }
+    execute(&served, credentials(&headers), BatchRequest::Single(request)).await
 }
 
 /// Token from a `connection_init` payload: `{"token": …}` or `{"Authorization": "Bearer …"}`.
@@ -87,33 +74,40 @@ fn token_from_init(payload: &serde_json::Value) -> Option<String> {
     })
 }
 
+/// Whether a websocket handshake comes from our own pages (or from no browser at all).
+/// Only then may the session cookie stand in for a token: a page elsewhere must not
+/// borrow a signed-in browser's session.
+fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let expected = public_url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+    origin.eq_ignore_ascii_case(&expected)
+}
+
 pub async fn websocket(
     State(served): State<Served>,
     protocol: GraphQLProtocol,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let cookie_token = token_from(&headers).map(str::to_owned);
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let cookie_token = same_origin(&headers, &served.app.config.public_url)
+        .then(|| headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(session::from_cookie_header))
+        .flatten()
+        .map(str::to_owned);
+    let user_agent = user_agent(&headers);
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
         let schema = served.schema.clone();
         GraphQLWebSocket::new(stream, schema, protocol)
             .on_connection_init(move |payload| async move {
-                // A token in the payload must be valid; without one, the cookie (if any) applies.
-                let init_token = token_from_init(&payload);
-                let viewer = match (init_token, cookie_token) {
-                    (Some(token), _) => Some(
-                        accounts::authenticate(&served.app.db, &token)
-                            .await
-                            .ok()
-                            .flatten()
-                            .ok_or_else(|| async_graphql::Error::new("invalid or expired session token"))?,
-                    ),
-                    (None, Some(token)) => accounts::authenticate(&served.app.db, &token).await.ok().flatten(),
-                    (None, None) => None,
+                // A token in the payload must be valid now; each operation checks again.
+                let token = match token_from_init(&payload) {
+                    Some(token) => match accounts::authenticate(&served.app.db, &token).await {
+                        Ok(Some(_)) => Some(token),
+                        _ => return Err(async_graphql::Error::new("invalid or expired session token")),
+                    },
+                    None => cookie_token,
                 };
                 let mut data = Data::default();
-                data.insert(RequestContext { viewer, user_agent });
+                data.insert(Credentials { token, user_agent });
                 Ok(data)
             })
             .serve()
@@ -154,6 +148,16 @@ fn graphiql_page(endpoint: &str, subscriptions: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_on_websockets_need_our_origin() {
+        let mut headers = HeaderMap::new();
+        assert!(same_origin(&headers, "https://chat.example.com/"), "no Origin: not a browser");
+        headers.insert(header::ORIGIN, "https://chat.example.com".parse().expect("header"));
+        assert!(same_origin(&headers, "https://chat.example.com"));
+        headers.insert(header::ORIGIN, "https://evil.example".parse().expect("header"));
+        assert!(!same_origin(&headers, "https://chat.example.com"));
+    }
 
     #[test]
     fn init_payload_token_forms() {

@@ -7,12 +7,18 @@
 //! transactions older than the oldest one still running (`pg_snapshot_xmin`), ordered by
 //! (transaction id, position). Everything that commits later sorts after the cursor.
 //! SQLite has a single writer, so commit order is position order and `tx_id` is 0.
+//!
+//! Transaction ids are assigned at a transaction's first write, so on PostgreSQL the
+//! append must be the first write of its transaction: a transaction that wrote earlier
+//! could hold an older id than the one that appended the version it read, and tailing
+//! readers would see a stream out of order. [`execute`] appends before anything else it
+//! writes; debug builds check the rule in [`append`].
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool};
-use diesel_async::RunQueryDsl;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use uuid::Uuid;
 
 use super::schema::events;
@@ -96,6 +102,9 @@ pub async fn append(
     occurred_at: DateTime<Utc>,
     new: Vec<EncodedEvent>,
 ) -> StoreResult<Vec<RecordedEvent>> {
+    if cfg!(debug_assertions) {
+        assert_append_comes_first(conn).await?;
+    }
     let mut recorded = Vec::with_capacity(new.len());
     for (version, event) in (expected_version + 1..).zip(new) {
         let row = NewEventRow {
@@ -115,6 +124,30 @@ pub async fn append(
         recorded.push(stored);
     }
     Ok(recorded)
+}
+
+/// Panics if this PostgreSQL transaction wrote something other than events before
+/// appending (see the module docs).
+async fn assert_append_comes_first(conn: &mut DbConn) -> StoreResult<()> {
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = Bool)]
+        ok: bool,
+    }
+    let first = with_conn!(conn,
+        pg: |c| {
+            diesel::sql_query(
+                "SELECT pg_current_xact_id_if_assigned() IS NULL OR EXISTS \
+                 (SELECT 1 FROM events WHERE tx_id = pg_current_xact_id_if_assigned()::text::bigint) AS ok",
+            )
+            .get_result::<Check>(c)
+            .await?
+            .ok
+        },
+        sqlite: |_c| true
+    );
+    assert!(first, "the event append must be the first write of its transaction");
+    Ok(())
 }
 
 /// Every event of one stream, oldest first.
@@ -176,6 +209,30 @@ pub async fn read_after(conn: &mut DbConn, cursor: Cursor, limit: i64) -> StoreR
         },
         sqlite: |c| after_cursor!().load(c).await
     )?)
+}
+
+/// Keeps other writers out of the log until this transaction ends, so that
+/// [`read_all`] sees everything. SQLite's `BEGIN IMMEDIATE` already does.
+pub async fn exclude_writers(conn: &mut DbConn) -> StoreResult<()> {
+    with_conn!(conn,
+        pg: |c| c.batch_execute("LOCK TABLE events IN EXCLUSIVE MODE").await?,
+        sqlite: |_c| {}
+    );
+    Ok(())
+}
+
+/// Up to `limit` events after `position`, in position order (each stream in version
+/// order). Only complete under [`exclude_writers`]; live readers use [`read_after`].
+pub async fn read_all(conn: &mut DbConn, after_position: i64, limit: i64) -> StoreResult<Vec<RecordedEvent>> {
+    Ok(with_conn!(conn, |c| {
+        events::table
+            .filter(events::position.gt(after_position))
+            .order(events::position.asc())
+            .limit(limit)
+            .select(RecordedEvent::as_select())
+            .load(c)
+            .await
+    })?)
 }
 
 /// Number of events in the log.

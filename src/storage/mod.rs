@@ -17,6 +17,7 @@ mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::result::DatabaseErrorKind;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
@@ -184,6 +185,9 @@ impl Db {
             match conn {
                 DbConn::Pg(conn) => {
                     let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = Object::take(conn).into();
+                    // Replicas starting together take turns; the lock ends with the connection.
+                    let lock = format!("SELECT pg_advisory_lock({})", LockKey::Migrations as i64);
+                    SimpleConnection::batch_execute(&mut conn, &lock)?;
                     conn.run_pending_migrations(PG_MIGRATIONS).map_err(anyhow::Error::msg)?;
                 }
                 DbConn::Sqlite(conn) => {
@@ -211,21 +215,25 @@ impl Db {
             Db::Sqlite { writer, .. } => Some(writer.lock().await),
             Db::Pg(_) => None,
         };
-        let mut conn = self.conn().await?;
+        let mut transaction = OpenTransaction(Some(self.conn().await?));
+        let conn = transaction.0.as_mut().ok_or_else(|| StoreError::Pool("no connection".into()))?;
         conn.begin().await?;
-        match &conn {
+        let outcome = match conn {
             DbConn::Sqlite(_) => sqlite::inline(Self::finish(conn, f)).await,
             DbConn::Pg(_) => Self::finish(conn, f).await,
-        }
+        };
+        // Finished either way: the connection may go back to the pool.
+        drop(transaction.0.take());
+        outcome
     }
 
     /// Runs the body of a begun transaction and commits or rolls back.
-    async fn finish<T, E, F>(mut conn: DbConn, f: F) -> Result<T, E>
+    async fn finish<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
     where
         F: for<'c> FnOnce(&'c mut DbConn) -> futures_util::future::BoxFuture<'c, Result<T, E>>,
         E: From<StoreError>,
     {
-        match f(&mut conn).await {
+        match f(conn).await {
             Ok(value) => {
                 conn.commit().await?;
                 Ok(value)
@@ -245,6 +253,21 @@ impl Db {
         let mut conn = self.conn().await?;
         with_conn!(&mut conn, |c| c.batch_execute("SELECT 1").await)?;
         Ok(())
+    }
+}
+
+/// A connection between `BEGIN` and `COMMIT`/`ROLLBACK`. Dropped while still open (the
+/// request was cancelled), it closes the connection rather than returning it to the pool,
+/// so the database rolls back and releases the transaction's locks at once.
+struct OpenTransaction(Option<DbConn>);
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        match self.0.take() {
+            Some(DbConn::Pg(conn)) => drop(Object::take(conn)),
+            Some(DbConn::Sqlite(conn)) => drop(Object::take(conn)),
+            None => {}
+        }
     }
 }
 
@@ -291,6 +314,8 @@ async fn rollback_on<C: AsyncConnection>(c: &mut C) -> diesel::QueryResult<()> {
 pub enum LockKey {
     /// Deciding whether a new account is the first (and so the administrator).
     Registration = 0x4c53_0001,
+    /// Applying migrations (held for the session, not a transaction).
+    Migrations = 0x4c53_0002,
 }
 
 impl DbConn {

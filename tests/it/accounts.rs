@@ -5,7 +5,6 @@ use serde_json::json;
 use crate::support::{TestApp, TestDb, error_code, on_both_backends};
 
 const ME: &str = "{ me { id email name role } }";
-const LOGIN: &str = "mutation($input: LoginInput!) { login(input: $input) { token user { id email } } }";
 
 async fn register_login_me_logout(app: TestApp) {
     let (first_token, first_id) = app.register("Ada@Example.com").await;
@@ -17,10 +16,8 @@ async fn register_login_me_logout(app: TestApp) {
     let (second_token, _) = app.register("bob@example.com").await;
     assert_eq!(app.ok(Some(&second_token), ME, json!({})).await["me"]["role"], "USER");
 
-    let login = app
-        .ok(None, LOGIN, json!({ "input": { "email": "ada@example.com", "password": "correct horse battery" } }))
-        .await;
-    let token = login["login"]["token"].as_str().expect("token");
+    let login = app.login("ada@example.com", "correct horse battery").await;
+    let token = login["data"]["login"]["token"].as_str().expect("token");
     assert_ne!(token, first_token, "each login is a new session");
     assert_eq!(app.ok(Some(token), ME, json!({})).await["me"]["id"], first_id.as_str());
 
@@ -33,7 +30,7 @@ async fn register_login_me_logout(app: TestApp) {
 async fn wrong_password_and_unknown_account_look_the_same(app: TestApp) {
     app.register("ada@example.com").await;
     for (email, password) in [("ada@example.com", "not the password"), ("nobody@example.com", "whatever123")] {
-        let body = app.graphql(None, LOGIN, json!({ "input": { "email": email, "password": password } })).await;
+        let body = app.login(email, password).await;
         assert_eq!(error_code(&body), "UNAUTHENTICATED");
         assert_eq!(body["errors"][0]["message"], "invalid email or password");
         assert!(body["data"].is_null());

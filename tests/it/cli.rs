@@ -1,6 +1,5 @@
 //! The operator's CLI against a live server's database, and the default start-up.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -8,68 +7,52 @@ use serde_json::json;
 
 use crate::support::{TestApp, error_code, on_both_backends};
 
-fn liteskill(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_liteskill"))
-        .args(args)
-        .env("DATABASE_URL", app.database.url())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run liteskill");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
-    let output = child.wait_with_output().expect("finish");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
-}
-
-const LOGIN: &str = "mutation($email: String!, $password: String!) { login(input: { email: $email, password: $password }) { user { role } } }";
-
 async fn user_commands_manage_accounts(app: TestApp) {
-    let (ok, out) =
-        liteskill(&app, &["user", "add", "--email", "Root@Example.com", "--name", "Root"], "operator password\n");
+    let (ok, out) = app.cli(&["user", "add", "--email", "Root@Example.com", "--name", "Root"], "operator password\n");
     assert!(ok, "{out}");
     assert!(out.contains("root@example.com") && out.contains("admin"), "first account is admin: {out}");
-    let (ok, out) =
-        liteskill(&app, &["user", "add", "--email", "eve@example.com", "--name", "Eve"], "eve password 1\n");
+    let (ok, out) = app.cli(&["user", "add", "--email", "eve@example.com", "--name", "Eve"], "eve password 1\n");
     assert!(ok && out.contains("\tuser\t"), "{out}");
-    let (ok, out) =
-        liteskill(&app, &["user", "add", "--email", "eve@example.com", "--name", "Eve"], "eve password 1\n");
+    let (ok, out) = app.cli(&["user", "add", "--email", "eve@example.com", "--name", "Eve"], "eve password 1\n");
     assert!(!ok && out.contains("already exists"), "{out}");
 
-    let login = |email: &'static str, password: &'static str| {
-        let app = &app;
-        async move { app.graphql(None, LOGIN, json!({ "email": email, "password": password })).await }
-    };
+    let login = |email, password| app.login(email, password);
     assert_eq!(login("eve@example.com", "eve password 1").await["data"]["login"]["user"]["role"], "USER");
 
-    let (ok, out) = liteskill(&app, &["user", "set-role", "eve@example.com", "admin"], "");
+    let (ok, out) = app.cli(&["user", "set-role", "eve@example.com", "admin"], "");
     assert!(ok, "{out}");
     assert_eq!(login("eve@example.com", "eve password 1").await["data"]["login"]["user"]["role"], "ADMIN");
 
-    let (ok, out) = liteskill(&app, &["user", "set-password", "eve@example.com"], "eve password 2\n");
+    let old_session = login("eve@example.com", "eve password 1").await["data"]["login"]["token"].clone();
+    let (ok, out) = app.cli(&["user", "set-password", "eve@example.com"], "eve password 2\n");
     assert!(ok, "{out}");
     assert_eq!(error_code(&login("eve@example.com", "eve password 1").await), "UNAUTHENTICATED");
+    let me = app.graphql(old_session.as_str(), "{ me { id } }", json!({})).await;
+    assert_eq!(error_code(&me), "UNAUTHENTICATED", "a new password ends the old sessions");
     assert!(login("eve@example.com", "eve password 2").await.get("errors").is_none());
 
-    let (ok, out) = liteskill(&app, &["user", "disable", "eve@example.com"], "");
+    let (ok, out) = app.cli(&["user", "disable", "eve@example.com"], "");
     assert!(ok && out.contains("disabled"), "{out}");
     assert_eq!(error_code(&login("eve@example.com", "eve password 2").await), "FORBIDDEN");
 
-    let (ok, out) = liteskill(&app, &["user", "list"], "");
+    let (ok, out) = app.cli(&["user", "list"], "");
     assert!(ok && out.lines().filter(|l| l.contains('@')).count() == 2, "{out}");
     assert!(out.contains("eve@example.com\tadmin\tdisabled"), "{out}");
 
-    let (ok, out) = liteskill(&app, &["user", "add", "--email", "x@example.com", "--name", "X"], "short\n");
+    let (ok, out) = app.cli(&["user", "add", "--email", "x@example.com", "--name", "X"], "short\n");
     assert!(!ok && out.contains("password"), "{out}");
 }
 
 async fn disabling_ends_live_sessions(app: TestApp) {
     let (token, _) = app.register("ada@example.com").await;
-    let (ok, out) = liteskill(&app, &["user", "disable", "ada@example.com"], "");
+    let (ok, out) = app.cli(&["user", "disable", "ada@example.com"], "");
     assert!(ok, "{out}");
     assert_eq!(error_code(&app.graphql(Some(&token), "{ me { id } }", json!({})).await), "UNAUTHENTICATED");
+    // Enabling again does not bring the ended session back.
+    let (ok, out) = app.cli(&["user", "enable", "ada@example.com"], "");
+    assert!(ok, "{out}");
+    assert_eq!(error_code(&app.graphql(Some(&token), "{ me { id } }", json!({})).await), "UNAUTHENTICATED");
+    assert!(app.login("ada@example.com", "correct horse battery").await.get("errors").is_none());
 }
 
 on_both_backends!(user_commands_manage_accounts, disabling_ends_live_sessions);

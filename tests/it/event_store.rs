@@ -160,10 +160,22 @@ async fn commands_on_long_streams_use_snapshots(app: TestApp) {
     let (version, _) = snapshots::load(&mut conn, id).await.expect("load").expect("a snapshot was taken");
     assert_eq!(version, 100);
 
-    snapshots::save(&mut conn, id, 100, serde_json::json!({ "from": "an older server" })).await.expect("save");
+    // The snapshot is what the next command starts from: one that counts 500 messages
+    // makes the next message number 501.
+    // (Saved at the stream's current version, 121, so that no later event overrides it.)
+    let (_, mut state) = snapshots::load(&mut conn, id).await.expect("load").expect("snapshot");
+    state["state"]["message_count"] = serde_json::json!(500);
+    snapshots::save(&mut conn, id, 121, state).await.expect("save");
+    let seq_of = |events: &[event_store::RecordedEvent]| match events[0].decode() {
+        Ok(domain::Event::Conversation(Event::UserMessageAdded { seq, .. })) => seq,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(seq_of(&run(message(121)).await), 501);
+
+    // One that no longer reads (an older server's shape) is ignored: the log is replayed.
+    snapshots::save(&mut conn, id, 122, serde_json::json!({ "from": "an older server" })).await.expect("save");
     drop(conn);
-    let events = run(message(121)).await;
-    assert!(matches!(&events[0].decode(), Ok(domain::Event::Conversation(Event::UserMessageAdded { seq: 121, .. }))));
+    assert_eq!(seq_of(&run(message(122)).await), 502);
 }
 
 on_both_backends!(

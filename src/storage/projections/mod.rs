@@ -13,7 +13,7 @@ pub mod users;
 use std::collections::HashMap;
 use std::future::Future;
 
-use super::event_store::{self, Cursor, RecordedEvent};
+use super::event_store::{self, RecordedEvent};
 use super::sql_types::DbUuid;
 use super::{DbConn, StoreResult, snapshots};
 use crate::domain::Event;
@@ -136,8 +136,15 @@ impl<T: Table> Pending<T> {
 const REBUILD_BUFFER_ROWS: usize = 50_000;
 
 /// Empties every projection and replays the whole log into it. Run it in one
-/// transaction so readers never see a half-built table. Returns the events replayed.
+/// transaction so readers never see a half-built table; writers wait until it commits.
+/// Returns the events replayed.
 pub async fn rebuild(conn: &mut DbConn) -> StoreResult<u64> {
+    rebuild_buffering(conn, REBUILD_BUFFER_ROWS).await
+}
+
+/// [`rebuild`], writing rows out whenever `buffer_rows` are pending.
+pub async fn rebuild_buffering(conn: &mut DbConn, buffer_rows: usize) -> StoreResult<u64> {
+    event_store::exclude_writers(conn).await?;
     // Children first: messages reference conversations. Snapshots are derived state too.
     snapshots::clear(conn).await?;
     messages::Messages::clear(conn).await?;
@@ -147,12 +154,12 @@ pub async fn rebuild(conn: &mut DbConn) -> StoreResult<u64> {
     let mut users = Pending::<users::Users>::default();
     let mut conversations = Pending::<conversations::Conversations>::default();
     let mut messages = Pending::<messages::Messages>::default();
-    let mut cursor = Cursor::START;
+    let mut position = 0;
     let mut replayed = 0;
     loop {
-        let batch = event_store::read_after(conn, cursor, 5_000).await?;
+        let batch = event_store::read_all(conn, position, 5_000).await?;
         let Some(last) = batch.last() else { break };
-        cursor = last.cursor();
+        position = last.position;
         replayed += batch.len() as u64;
         for stored in &batch {
             for change in changes(stored, &stored.decode()?) {
@@ -162,9 +169,9 @@ pub async fn rebuild(conn: &mut DbConn) -> StoreResult<u64> {
                     Change::Message(change) => messages.stage_or_write(conn, change).await?,
                 }
             }
-        }
-        if users.rows.len() + conversations.rows.len() + messages.rows.len() >= REBUILD_BUFFER_ROWS {
-            flush(conn, &mut users, &mut conversations, &mut messages).await?;
+            if users.rows.len() + conversations.rows.len() + messages.rows.len() >= buffer_rows {
+                flush(conn, &mut users, &mut conversations, &mut messages).await?;
+            }
         }
     }
     flush(conn, &mut users, &mut conversations, &mut messages).await?;

@@ -147,6 +147,37 @@ impl Drop for TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs the `liteskill` binary on this app's database; returns (success, stdout + stderr).
+    pub fn cli(&self, args: &[&str], stdin: &str) -> (bool, String) {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_liteskill"))
+            .args(args)
+            .env("DATABASE_URL", self.database.url())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run liteskill");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        let output = child.wait_with_output().expect("finish");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+
+    /// Signs in with a password; returns the whole response.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        self.graphql(
+            None,
+            "mutation($email: String!, $password: String!) { login(input: { email: $email, password: $password }) { token user { id email role } } }",
+            json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+}
+
 /// The `extensions.code` of the first error in a response.
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body:#}"))
