@@ -13,15 +13,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
 use crate::app::App;
-use crate::auth::Viewer;
 use crate::config::Config;
 use crate::domain::Actor;
 use crate::domain::conversation::{Command, Conversation};
-use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
-use crate::domain::user::Role;
+use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::domain::values::{DisplayName, Email, MessageContent, Password, Title};
 use crate::error::AppError;
-use crate::graphql::{self, RequestContext};
+use crate::graphql::{self, Credentials};
 use crate::storage::event_store::execute;
 use crate::storage::projections;
 
@@ -103,15 +101,16 @@ async fn measure(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let backend = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
     println!("liteskill bench on {backend}");
 
-    let owner = crate::auth::accounts::create_account(
+    let signed_in = crate::auth::accounts::register(
         &app.db,
+        &app.config,
         Email::parse("bench@example.com")?,
         DisplayName::parse("Bench")?,
         &Password::parse("bench password")?,
-        Some(Role::User),
+        None,
     )
-    .await?
-    .user_id();
+    .await?;
+    let owner = signed_in.user.user_id();
 
     // One stream: every command waits for the previous one.
     let stream = create(&app, owner, "one stream").await?;
@@ -148,7 +147,7 @@ async fn measure(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     let replayed = app.db.write(|conn| projections::rebuild(conn).boxed()).await?;
     report_rate("projection rebuild", replayed as usize, started.elapsed());
 
-    list_latency(&served.schema, owner, args.queries).await?;
+    list_latency(&served.schema, signed_in.token, args.queries).await?;
     Ok(())
 }
 
@@ -168,16 +167,16 @@ async fn send(app: &Arc<App>, owner: UserId, id: ConversationId, n: usize) -> Re
     Ok(())
 }
 
-/// Times `conversations(first: 20)`: half first pages, half pages deep in the list.
-async fn list_latency(schema: &graphql::AppSchema, owner: UserId, queries: usize) -> anyhow::Result<()> {
-    let viewer = Viewer { user_id: owner, session_id: SessionId::new(), role: Role::User };
-    let context = RequestContext { viewer: Some(viewer), user_agent: None };
+/// Times `conversations(first: 20)`, session check included: half first pages, half
+/// pages deep in the list.
+async fn list_latency(schema: &graphql::AppSchema, token: String, queries: usize) -> anyhow::Result<()> {
+    let credentials = Credentials { token: Some(token), user_agent: None };
     let query = "query($after: String) { conversations(first: 20, after: $after) {
         edges { cursor node { id title status messageCount updatedAt } } pageInfo { hasNextPage } } }";
     let run = |after: Option<String>| {
         let request = Request::new(query)
             .variables(async_graphql::Variables::from_json(serde_json::json!({ "after": after })))
-            .data(context.clone());
+            .data(credentials.clone());
         schema.execute(request)
     };
     // Collect cursors spread through the list to start deep pages from.
