@@ -2,13 +2,19 @@
 
 use std::sync::Arc;
 
+use crate::bus::Bus;
+use crate::chat::Replies;
 use crate::config::Config;
 use crate::graphql::{self, AppSchema};
+use crate::llm::Catalog;
 use crate::storage::Db;
 
 pub struct App {
     pub config: Config,
     pub db: Db,
+    pub catalog: Catalog,
+    pub bus: Bus,
+    pub replies: Replies,
 }
 
 /// What the HTTP layer serves: the application and its schema.
@@ -19,11 +25,14 @@ pub struct Served {
 }
 
 impl App {
-    /// Connects to the database and brings its schema up to date.
+    /// Connects to the database, brings its schema up to date, loads the model catalog,
+    /// and starts closing replies that a previous run left streaming.
     pub async fn start(config: Config) -> anyhow::Result<Served> {
         let db = Db::connect(&config.database_url, config.database_pool_size).await?;
         db.migrate().await?;
-        let app = Arc::new(App { config, db });
+        let catalog = Catalog::from_config(&config.llm).await?;
+        let app = Arc::new(App { config, db, catalog, bus: Bus::default(), replies: Replies::default() });
+        tokio::spawn(crate::chat::keep_sweeping(Arc::downgrade(&app)));
         let schema = graphql::build_schema(app.clone());
         Ok(Served { app, schema })
     }

@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::Actor;
-use crate::domain::conversation::{Command, Conversation};
+use crate::domain::conversation::{Command, Completion, Conversation, ReplyOutcome};
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::domain::values::{DisplayName, Email, MessageContent, Password, Title};
 use crate::error::AppError;
@@ -115,10 +115,11 @@ async fn measure(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     // One stream: every command waits for the previous one.
     let stream = create(&app, owner, "one stream").await?;
     let started = Instant::now();
-    for n in 0..args.events {
-        send(&app, owner, stream, n).await?;
+    let mut appended = 0;
+    while appended < args.events {
+        appended += turn(&app, owner, stream, appended).await?;
     }
-    report_rate("append, one stream", args.events, started.elapsed());
+    report_rate("append, one stream", appended, started.elapsed());
 
     // Many streams: `writers` tasks, each creating conversations (one event each).
     let started = Instant::now();
@@ -158,13 +159,29 @@ async fn create(app: &Arc<App>, owner: UserId, title: &str) -> Result<Conversati
     Ok(id)
 }
 
-async fn send(app: &Arc<App>, owner: UserId, id: ConversationId, n: usize) -> Result<(), AppError> {
-    let command = Command::AddUserMessage {
+/// One exchange as the write path records it: the message with the start of its reply
+/// (two events), then the reply's completion (one). Returns the events appended.
+async fn turn(app: &Arc<App>, owner: UserId, id: ConversationId, n: usize) -> Result<usize, AppError> {
+    let actor = Actor::User(owner);
+    let reply_id = MessageId::new();
+    let send = Command::SendMessage {
         message_id: MessageId::new(),
         content: MessageContent::parse(&format!("benchmark message number {n}"))?,
+        reply_id,
+        model_id: "demo".to_owned(),
     };
-    app.db.write(|conn| execute::<Conversation>(conn, id.uuid(), Actor::User(owner), command).boxed()).await?;
-    Ok(())
+    app.db.write(|conn| execute::<Conversation>(conn, id.uuid(), actor, send).boxed()).await?;
+    let completion = Completion {
+        text: format!("benchmark reply number {n}"),
+        stop_reason: "end_turn".to_owned(),
+        input_tokens: Some(4),
+        output_tokens: Some(4),
+        time_to_first_token_ms: Some(1),
+        duration_ms: 1,
+    };
+    let finish = Command::FinishReply { message_id: reply_id, outcome: ReplyOutcome::Completed(completion) };
+    app.db.write(|conn| execute::<Conversation>(conn, id.uuid(), Actor::System, finish).boxed()).await?;
+    Ok(3)
 }
 
 /// Times `conversations(first: 20)`, session check included: half first pages, half

@@ -31,6 +31,29 @@ pub struct GraphqlLimits {
     pub max_page_size: usize,
 }
 
+/// An OpenAI-compatible endpoint.
+#[derive(Debug, Clone)]
+pub struct OpenAiEndpoint {
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    /// The models to offer; `None` asks the endpoint (`GET /models`).
+    pub models: Option<Vec<String>>,
+}
+
+/// Language models and how replies are streamed.
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    pub openai: Option<OpenAiEndpoint>,
+    pub default_model: Option<String>,
+    /// Pause between the demo model's words.
+    pub demo_token_delay: Duration,
+    /// A reply that has not started within this long fails.
+    pub first_token_timeout: Duration,
+    /// A streaming reply whose server has not saved its progress for this long is
+    /// considered cut off by a crash, and closed as failed.
+    pub reply_stale_after: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -45,6 +68,7 @@ pub struct Config {
     pub session_ttl: Duration,
     pub graphql: GraphqlLimits,
     pub max_body_bytes: usize,
+    pub llm: LlmConfig,
     /// Secrets that were missing and generated for this run (development only).
     pub generated_secrets: Vec<&'static str>,
 }
@@ -107,6 +131,19 @@ impl Config {
                 max_page_size,
             },
             max_body_bytes: parse(&var, "MAX_BODY_BYTES", 2 * 1024 * 1024)?,
+            llm: LlmConfig {
+                openai: var("OPENAI_BASE_URL").map(|base_url| OpenAiEndpoint {
+                    base_url,
+                    api_key: var("OPENAI_API_KEY").map(SecretString::from),
+                    models: var("OPENAI_MODELS").map(|list| {
+                        list.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect()
+                    }),
+                }),
+                default_model: var("LITESKILL_DEFAULT_MODEL"),
+                demo_token_delay: Duration::from_millis(parse(&var, "LITESKILL_DEMO_DELAY_MS", 30)?),
+                first_token_timeout: Duration::from_secs(parse(&var, "LLM_FIRST_TOKEN_TIMEOUT_SECS", 60)?),
+                reply_stale_after: Duration::from_secs(parse(&var, "REPLY_STALE_SECS", 30)?),
+            },
             generated_secrets,
         })
     }

@@ -76,6 +76,7 @@ impl From<conversation::Rejection> for AppError {
             AlreadyExists => AppError::Conflict { reason: "ALREADY_EXISTS", message },
             Archived => AppError::Conflict { reason: "ARCHIVED", message },
             Busy => AppError::Conflict { reason: "STREAMING", message },
+            NotStreaming => AppError::Conflict { reason: "NOT_STREAMING", message },
         }
     }
 }

@@ -3,11 +3,14 @@
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod bus;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod llm;
 pub mod storage;
 pub mod telemetry;

@@ -38,11 +38,48 @@ impl Status {
 
 #[derive(Debug)]
 pub enum Command {
-    Create { owner: UserId, title: Title, model_id: Option<ModelId>, system_prompt: Option<SystemPrompt> },
-    Rename { title: Title },
+    Create {
+        owner: UserId,
+        title: Title,
+        model_id: Option<ModelId>,
+        system_prompt: Option<SystemPrompt>,
+    },
+    Rename {
+        title: Title,
+    },
     Archive,
     Unarchive,
-    AddUserMessage { message_id: MessageId, content: MessageContent },
+    /// Records the user's message and starts the assistant's reply to it.
+    SendMessage {
+        message_id: MessageId,
+        content: MessageContent,
+        reply_id: MessageId,
+        model_id: String,
+    },
+    /// Ends the reply being streamed.
+    FinishReply {
+        message_id: MessageId,
+        outcome: ReplyOutcome,
+    },
+}
+
+/// How a streamed reply ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyOutcome {
+    Completed(Completion),
+    Failed { partial_text: String, reason: String },
+    Cancelled { partial_text: String },
+}
+
+/// A reply the model finished, with what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub text: String,
+    pub stop_reason: String,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub time_to_first_token_ms: Option<i64>,
+    pub duration_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +102,25 @@ pub enum Event {
         seq: i64,
         content: String,
     },
+    AssistantMessageStarted {
+        message_id: MessageId,
+        seq: i64,
+        model_id: String,
+    },
+    AssistantMessageCompleted {
+        message_id: MessageId,
+        #[serde(flatten)]
+        completion: Completion,
+    },
+    AssistantMessageFailed {
+        message_id: MessageId,
+        partial_text: String,
+        reason: String,
+    },
+    AssistantMessageCancelled {
+        message_id: MessageId,
+        partial_text: String,
+    },
 }
 
 impl DomainEvent for Event {}
@@ -81,6 +137,8 @@ pub enum Rejection {
     Archived,
     #[error("an answer is still streaming in this conversation")]
     Busy,
+    #[error("no answer is streaming in this conversation")]
+    NotStreaming,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +148,8 @@ struct State {
     title: String,
     status: Status,
     message_count: i64,
+    /// The assistant message being streamed, while the status is `streaming`.
+    streaming: Option<MessageId>,
 }
 
 /// A conversation as far as deciding commands needs it.
@@ -103,6 +163,11 @@ pub struct Conversation {
 impl Conversation {
     pub fn status(&self) -> Option<Status> {
         self.state.as_ref().map(|s| s.status)
+    }
+
+    /// The assistant message being streamed, if any.
+    pub fn streaming(&self) -> Option<MessageId> {
+        self.state.as_ref().and_then(|s| s.streaming)
     }
 
     /// The state as seen by `actor`: absent when it does not exist or is not theirs.
@@ -155,28 +220,58 @@ impl Aggregate for Conversation {
                 Status::Archived => Ok(vec![Event::ConversationUnarchived {}]),
                 _ => Ok(vec![]),
             },
-            Command::AddUserMessage { message_id, content } => match state.status {
-                Status::Active => Ok(vec![Event::UserMessageAdded {
-                    message_id,
-                    seq: state.message_count + 1,
-                    content: content.as_str().to_owned(),
-                }]),
+            Command::SendMessage { message_id, content, reply_id, model_id } => match state.status {
+                Status::Active => Ok(vec![
+                    Event::UserMessageAdded {
+                        message_id,
+                        seq: state.message_count + 1,
+                        content: content.as_str().to_owned(),
+                    },
+                    Event::AssistantMessageStarted { message_id: reply_id, seq: state.message_count + 2, model_id },
+                ]),
                 Status::Archived => Err(Rejection::Archived),
                 Status::Streaming | Status::AwaitingApproval => Err(Rejection::Busy),
             },
+            Command::FinishReply { message_id, outcome } => {
+                if state.streaming != Some(message_id) {
+                    return Err(Rejection::NotStreaming);
+                }
+                Ok(vec![match outcome {
+                    ReplyOutcome::Completed(completion) => Event::AssistantMessageCompleted { message_id, completion },
+                    ReplyOutcome::Failed { partial_text, reason } => {
+                        Event::AssistantMessageFailed { message_id, partial_text, reason }
+                    }
+                    ReplyOutcome::Cancelled { partial_text } => {
+                        Event::AssistantMessageCancelled { message_id, partial_text }
+                    }
+                }])
+            }
         }
     }
 
     fn evolve(self, event: &Event) -> Self {
         let state = match (self.state, event) {
-            (_, Event::ConversationCreated { owner_id, title, .. }) => {
-                State { owner: *owner_id, title: title.clone(), status: Status::Active, message_count: 0 }
-            }
+            (_, Event::ConversationCreated { owner_id, title, .. }) => State {
+                owner: *owner_id,
+                title: title.clone(),
+                status: Status::Active,
+                message_count: 0,
+                streaming: None,
+            },
             (None, _) => return Conversation { state: None },
             (Some(state), Event::ConversationRenamed { title }) => State { title: title.clone(), ..state },
             (Some(state), Event::ConversationArchived {}) => State { status: Status::Archived, ..state },
             (Some(state), Event::ConversationUnarchived {}) => State { status: Status::Active, ..state },
             (Some(state), Event::UserMessageAdded { seq, .. }) => State { message_count: *seq, ..state },
+            (Some(state), Event::AssistantMessageStarted { message_id, seq, .. }) => {
+                State { message_count: *seq, status: Status::Streaming, streaming: Some(*message_id), ..state }
+            }
+            (
+                Some(state),
+                Event::AssistantMessageCompleted { .. }
+                | Event::AssistantMessageFailed { .. }
+                | Event::AssistantMessageCancelled { .. },
+            ) => State { status: Status::Active, streaming: None, ..state },
         };
         Conversation { state: Some(state) }
     }
@@ -196,10 +291,16 @@ mod tests {
     }
 
     fn message(text: &str) -> Command {
-        Command::AddUserMessage {
+        Command::SendMessage {
             message_id: MessageId::new(),
             content: MessageContent::parse(text).expect("valid content"),
+            reply_id: MessageId::new(),
+            model_id: "demo".into(),
         }
+    }
+
+    fn finish(message_id: MessageId) -> Command {
+        Command::FinishReply { message_id, outcome: ReplyOutcome::Cancelled { partial_text: "par".into() } }
     }
 
     fn title(text: &str) -> Title {
@@ -229,17 +330,44 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_numbered_in_order() {
+    fn a_message_starts_a_reply_and_both_are_numbered() {
         let owner = UserId::new();
+        let actor = Actor::User(owner);
         let mut conversation = given(&[created(owner)]);
-        for expected in 1..=3 {
-            let events = conversation.decide(Actor::User(owner), message("hello")).expect("accepted");
-            match &events[..] {
-                [Event::UserMessageAdded { seq, .. }] => assert_eq!(*seq, expected),
+        for round in 0..3 {
+            let events = conversation.decide(actor, message("hello")).expect("accepted");
+            let reply = match &events[..] {
+                [
+                    Event::UserMessageAdded { seq, .. },
+                    Event::AssistantMessageStarted { seq: reply_seq, message_id, .. },
+                ] => {
+                    assert_eq!((*seq, *reply_seq), (round * 2 + 1, round * 2 + 2));
+                    *message_id
+                }
                 other => panic!("unexpected {other:?}"),
-            }
+            };
             conversation = events.iter().fold(conversation, Conversation::evolve);
+            assert_eq!(conversation.status(), Some(Status::Streaming));
+            assert_eq!(conversation.decide(actor, message("again")), Err(Rejection::Busy), "one reply at a time");
+            assert_eq!(conversation.decide(actor, Command::Archive), Err(Rejection::Busy));
+            let events = conversation.decide(actor, finish(reply)).expect("finished");
+            conversation = events.iter().fold(conversation, Conversation::evolve);
+            assert_eq!(conversation.status(), Some(Status::Active));
         }
+    }
+
+    #[test]
+    fn only_the_streaming_reply_can_be_finished() {
+        let owner = UserId::new();
+        let actor = Actor::User(owner);
+        let conversation = given(&[created(owner)]);
+        assert_eq!(conversation.decide(actor, finish(MessageId::new())), Err(Rejection::NotStreaming));
+        let events = conversation.decide(actor, message("hi")).expect("accepted");
+        let conversation = events.iter().fold(conversation, Conversation::evolve);
+        assert_eq!(conversation.decide(actor, finish(MessageId::new())), Err(Rejection::NotStreaming));
+        let stranger = Actor::User(UserId::new());
+        let streaming = conversation.streaming().expect("streaming");
+        assert_eq!(conversation.decide(stranger, finish(streaming)), Err(Rejection::NotFound));
     }
 
     #[test]

@@ -5,23 +5,23 @@ use std::collections::HashMap;
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
 
 use super::account::User;
 use super::pagination::{decode_cursor, encode_cursor, page, page_size, position_after, position_cursor};
 use super::{ApiResult, ContextExt, parse_id};
 use crate::auth::Viewer;
+use crate::chat;
 use crate::config::MAX_PAGE_SIZE_LIMIT;
-use crate::domain::conversation::{self, Command, Conversation as Aggregate};
-use crate::domain::ids::{ConversationId, MessageId, UserId};
+use crate::domain::access;
+use crate::domain::conversation::{self, Command};
+use crate::domain::ids::{ConversationId, UserId};
 use crate::domain::values::{MessageContent, ModelId, SystemPrompt, Title};
-use crate::domain::{Actor, access};
 use crate::error::{AppError, AppResult};
-use crate::storage::event_store::{self, execute};
+use crate::storage::DbConn;
+use crate::storage::event_store;
 use crate::storage::projections::conversations::{self, ConversationRow, ListKey};
 use crate::storage::projections::messages::{self, MessageRow};
 use crate::storage::projections::users;
-use crate::storage::{Db, DbConn};
 
 const DEFAULT_TITLE: &str = "New conversation";
 
@@ -112,12 +112,23 @@ impl Conversation {
 }
 
 /// One message of a conversation.
-pub struct Message(MessageRow);
+pub struct Message(pub MessageRow);
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 pub enum MessageRole {
     User,
     Assistant,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum MessageStatus {
+    Completed,
+    /// A reply still arriving.
+    Streaming,
+    /// A reply that broke off; `content` holds what had arrived, `error` why.
+    Failed,
+    /// A reply stopped with `cancelStream`; `content` holds what had arrived.
+    Cancelled,
 }
 
 #[Object]
@@ -151,6 +162,46 @@ impl Message {
         self.0.author().map(|id| ID(id.to_string()))
     }
 
+    async fn status(&self) -> MessageStatus {
+        match self.0.status.as_str() {
+            "streaming" => MessageStatus::Streaming,
+            "failed" => MessageStatus::Failed,
+            "cancelled" => MessageStatus::Cancelled,
+            _ => MessageStatus::Completed,
+        }
+    }
+
+    /// The model that wrote a reply.
+    async fn model_id(&self) -> Option<&str> {
+        self.0.model_id.as_deref()
+    }
+
+    /// Why the model stopped (for example `end_turn`, `stop`, `max_tokens`).
+    async fn stop_reason(&self) -> Option<&str> {
+        self.0.stop_reason.as_deref()
+    }
+
+    /// Why a reply failed.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+
+    async fn input_tokens(&self) -> Option<i64> {
+        self.0.input_tokens
+    }
+
+    async fn output_tokens(&self) -> Option<i64> {
+        self.0.output_tokens
+    }
+
+    async fn time_to_first_token_ms(&self) -> Option<i64> {
+        self.0.time_to_first_token_ms
+    }
+
+    async fn duration_ms(&self) -> Option<i64> {
+        self.0.duration_ms
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at.0
     }
@@ -159,6 +210,8 @@ impl Message {
 /// One recorded change of a conversation: the audit trail.
 #[derive(SimpleObject)]
 pub struct HistoryEvent {
+    /// Resume `conversationEvents` after this event.
+    pub cursor: String,
     /// Event type, such as `UserMessageAdded`.
     #[graphql(name = "type")]
     pub event_type: String,
@@ -186,7 +239,7 @@ pub struct SendMessageInput {
 }
 
 /// The conversation if `viewer` may read it; otherwise NOT_FOUND, as if it did not exist.
-async fn readable(conn: &mut DbConn, viewer: &Viewer, id: ConversationId) -> AppResult<ConversationRow> {
+pub(super) async fn readable(conn: &mut DbConn, viewer: &Viewer, id: ConversationId) -> AppResult<ConversationRow> {
     match conversations::find(conn, id).await? {
         Some(row) if access::can_read(viewer.user_id, row.owner()) => Ok(row),
         _ => Err(AppError::NotFound("conversation")),
@@ -194,17 +247,6 @@ async fn readable(conn: &mut DbConn, viewer: &Viewer, id: ConversationId) -> App
 }
 
 /// Runs a conversation command and returns the conversation as it is afterwards.
-async fn run_command(db: &Db, actor: Actor, id: ConversationId, command: Command) -> AppResult<ConversationRow> {
-    db.write(|conn| {
-        async move {
-            execute::<Aggregate>(conn, id.uuid(), actor, command).await?;
-            conversations::find(conn, id).await?.ok_or(AppError::NotFound("conversation"))
-        }
-        .boxed()
-    })
-    .await
-}
-
 fn conversation_id(id: &ID) -> AppResult<ConversationId> {
     parse_id("id", id, ConversationId::parse)
 }
@@ -280,6 +322,7 @@ impl ConversationQuery {
             after_version > 0,
             |event| position_cursor(event.stream_version),
             |event| HistoryEvent {
+                cursor: position_cursor(event.stream_version),
                 version: event.stream_version,
                 occurred_at: event.occurred_at(),
                 actor: event.actor_id.and_then(|id| actors.get(&UserId::from_uuid(id.0))).cloned().map(User::from),
@@ -297,53 +340,54 @@ pub struct ConversationMutation;
 impl ConversationMutation {
     async fn create_conversation(&self, ctx: &Context<'_>, input: CreateConversationInput) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
+        let model_id = input.model_id.as_deref().map(ModelId::parse).transpose()?;
+        if let Some(model) = &model_id
+            && ctx.app().catalog.get(model.as_str()).is_none()
+        {
+            return Err(AppError::bad_input("modelId", format!("no model `{}` is offered", model.as_str())).into());
+        }
         let command = Command::Create {
             owner: viewer.user_id,
             title: Title::parse(input.title.as_deref().unwrap_or(DEFAULT_TITLE))?,
-            model_id: input.model_id.as_deref().map(ModelId::parse).transpose()?,
+            model_id,
             system_prompt: input.system_prompt.as_deref().map(SystemPrompt::parse).transpose()?,
         };
-        Ok(Conversation(run_command(&ctx.app().db, viewer.actor(), ConversationId::new(), command).await?))
+        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), ConversationId::new(), command).await?))
     }
 
     async fn rename_conversation(&self, ctx: &Context<'_>, id: ID, title: String) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
         let id = conversation_id(&id)?;
         let title = Title::parse(&title)?;
-        Ok(Conversation(run_command(&ctx.app().db, viewer.actor(), id, Command::Rename { title }).await?))
+        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), id, Command::Rename { title }).await?))
     }
 
     /// Makes a conversation read-only and moves it to the archived list.
     async fn archive_conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
         let id = conversation_id(&id)?;
-        Ok(Conversation(run_command(&ctx.app().db, viewer.actor(), id, Command::Archive).await?))
+        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), id, Command::Archive).await?))
     }
 
     async fn unarchive_conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
         let id = conversation_id(&id)?;
-        Ok(Conversation(run_command(&ctx.app().db, viewer.actor(), id, Command::Unarchive).await?))
+        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), id, Command::Unarchive).await?))
     }
 
-    /// Records the viewer's message. The assistant's reply streams separately.
+    /// Records the viewer's message and starts the assistant's reply, which streams
+    /// through `conversationEvents`.
     async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> ApiResult<Message> {
         let viewer = ctx.viewer()?;
         let id = parse_id("conversationId", &input.conversation_id, ConversationId::parse)?;
         let content = MessageContent::parse(&input.content)?;
-        let message_id = MessageId::new();
-        let db = &ctx.app().db;
-        let actor = viewer.actor();
-        let row = db
-            .write(|conn| {
-                async move {
-                    execute::<Aggregate>(conn, id.uuid(), actor, Command::AddUserMessage { message_id, content })
-                        .await?;
-                    messages::find(conn, message_id).await?.ok_or(AppError::NotFound("message"))
-                }
-                .boxed()
-            })
-            .await?;
-        Ok(Message(row))
+        Ok(Message(chat::send_message(ctx.app(), viewer.actor(), id, content).await?))
+    }
+
+    /// Stops the reply streaming in a conversation; the text so far is kept.
+    async fn cancel_stream(&self, ctx: &Context<'_>, conversation_id: ID) -> ApiResult<Conversation> {
+        let viewer = ctx.viewer()?;
+        let id = parse_id("conversationId", &conversation_id, ConversationId::parse)?;
+        Ok(Conversation(chat::cancel(ctx.app(), viewer.actor(), id).await?))
     }
 }

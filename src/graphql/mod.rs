@@ -4,11 +4,13 @@ pub mod account;
 mod authentication;
 pub mod conversation;
 pub mod error;
+pub mod live;
+pub mod model;
 pub mod pagination;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, ID, MergedObject, Schema};
+use async_graphql::{Context, ID, MergedObject, MergedSubscription, Schema};
 
 use crate::app::App;
 use crate::auth::Viewer;
@@ -18,12 +20,15 @@ use crate::error::AppError;
 pub use error::{ApiError, ApiResult};
 
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery, conversation::ConversationQuery);
+pub struct Query(account::AccountQuery, conversation::ConversationQuery, model::ModelQuery);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(account::AccountMutation, conversation::ConversationMutation);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(live::LiveSubscription);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// What a transport knows about the caller: set per HTTP request, or per websocket
 /// connection from its `connection_init`.
@@ -44,7 +49,7 @@ pub struct RequestContext {
 /// The schema with its limits, serving `app`.
 pub fn build_schema(app: Arc<App>) -> AppSchema {
     let limits = app.config.graphql;
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .data(app)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
@@ -55,7 +60,7 @@ pub fn build_schema(app: Arc<App>) -> AppSchema {
 
 /// The schema in SDL: what `schema.graphql` holds.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+    Schema::build(Query::default(), Mutation::default(), Subscription::default()).finish().sdl()
 }
 
 /// Access to the application and the viewer from a resolver.

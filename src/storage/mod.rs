@@ -5,6 +5,7 @@
 //! connection type; the few places where SQL really differs use its two-armed form.
 //! Functions take a `&mut DbConn`, so the caller decides whether they run in a transaction.
 
+pub mod checkpoints;
 pub mod credentials;
 pub mod event_store;
 pub mod projections;

@@ -63,6 +63,14 @@ diesel::table! {
         content -> Text,
         author_id -> Nullable<Uuid>,
         created_at -> UtcTime,
+        status -> Text,
+        model_id -> Nullable<Text>,
+        stop_reason -> Nullable<Text>,
+        error -> Nullable<Text>,
+        input_tokens -> Nullable<BigInt>,
+        output_tokens -> Nullable<BigInt>,
+        time_to_first_token_ms -> Nullable<BigInt>,
+        duration_ms -> Nullable<BigInt>,
     }
 }
 
@@ -105,7 +113,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    reply_checkpoints (message_id) {
+        message_id -> Uuid,
+        conversation_id -> Uuid,
+        text -> Text,
+        heartbeat_at -> UtcTime,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    reply_checkpoints,
     events,
     users,
     conversations,

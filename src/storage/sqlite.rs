@@ -71,9 +71,10 @@ pub(super) async fn open(path: String) -> diesel::ConnectionResult<SqliteConn> {
     let runtime = Runtime(tokio::runtime::Handle::current());
     tokio::task::spawn_blocking(move || {
         let mut conn = SqliteConnection::establish(&path)?;
+        // The timeout first: switching to WAL waits for other connections' locks too.
         conn.batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000;",
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON;",
         )
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok(SyncConnectionWrapper::with_runtime(conn, runtime))

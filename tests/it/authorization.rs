@@ -17,11 +17,15 @@ const OPERATIONS: &[(&str, bool)] = &[
     ("mutation($id: ID!) { unarchiveConversation(id: $id) { id } }", true),
 ];
 
+/// Refused to strangers and anonymous callers like the others; the owner gets CONFLICT
+/// (nothing is streaming) rather than success.
+const CANCEL: &str = "mutation($id: ID!) { cancelStream(conversationId: $id) { id } }";
+
 async fn strangers_get_not_found_and_anonymous_unauthenticated(app: TestApp) {
     let (owner, _) = app.register("owner@example.com").await;
     let (stranger, _) = app.register("stranger@example.com").await;
     let id = app.create_conversation(&owner, "Private").await;
-    app.send_message(&owner, &id, "secret").await;
+    app.send_and_wait(&owner, &id, "secret").await;
 
     for (operation, _) in OPERATIONS {
         let before = app.event_count().await;
@@ -35,6 +39,10 @@ async fn strangers_get_not_found_and_anonymous_unauthenticated(app: TestApp) {
         assert_eq!(app.event_count().await, before, "refusal wrote nothing: {operation}");
     }
 
+    assert_eq!(error_code(&app.graphql(Some(&stranger), CANCEL, json!({ "id": id })).await), "NOT_FOUND");
+    assert_eq!(error_code(&app.graphql(None, CANCEL, json!({ "id": id })).await), "UNAUTHENTICATED");
+    assert_eq!(error_code(&app.graphql(Some(&owner), CANCEL, json!({ "id": id })).await), "CONFLICT");
+
     // An id that does not exist looks exactly like one that is not yours.
     let missing = uuid::Uuid::now_v7().to_string();
     let unknown = app.graphql(Some(&stranger), OPERATIONS[0].0, json!({ "id": missing })).await;
@@ -44,6 +52,7 @@ async fn strangers_get_not_found_and_anonymous_unauthenticated(app: TestApp) {
     for (operation, _) in OPERATIONS {
         let body = app.graphql(Some(&owner), operation, json!({ "id": id })).await;
         assert!(body.get("errors").is_none(), "owner: {operation}: {body:#}");
+        app.wait_until_idle(&owner, &id).await;
     }
 
     let listed = app.ok(Some(&stranger), "{ conversations { edges { node { id } } } }", json!({})).await;

@@ -120,7 +120,7 @@ fn cursors_round_trip() {
 
 /// Long streams are loaded from a snapshot; a snapshot that no longer reads is ignored.
 async fn commands_on_long_streams_use_snapshots(app: TestApp) {
-    use liteskill::domain::conversation::{Command, Conversation};
+    use liteskill::domain::conversation::{Command, Conversation, ReplyOutcome};
     use liteskill::domain::ids::{ConversationId, MessageId, UserId};
     use liteskill::domain::values::{MessageContent, Title};
     use liteskill::storage::event_store::{ExecuteError, execute};
@@ -144,38 +144,51 @@ async fn commands_on_long_streams_use_snapshots(app: TestApp) {
             .expect("command")
         }
     };
-    let message = |n: usize| Command::AddUserMessage {
-        message_id: MessageId::new(),
-        content: MessageContent::parse(&format!("message {n}")).expect("content"),
+    // A message whose reply is cancelled straight away: three events.
+    let exchange = |n: usize| {
+        let reply_id = MessageId::new();
+        let send = Command::SendMessage {
+            message_id: MessageId::new(),
+            content: MessageContent::parse(&format!("message {n}")).expect("content"),
+            reply_id,
+            model_id: "demo".into(),
+        };
+        let finish = Command::FinishReply {
+            message_id: reply_id,
+            outcome: ReplyOutcome::Cancelled { partial_text: String::new() },
+        };
+        (send, finish)
+    };
+    let seq_of = |events: &[event_store::RecordedEvent]| match events[0].decode() {
+        Ok(domain::Event::Conversation(Event::UserMessageAdded { seq, .. })) => seq,
+        other => panic!("unexpected {other:?}"),
     };
     run(Command::Create { owner, title: Title::parse("long").expect("title"), model_id: None, system_prompt: None })
         .await;
-    for n in 1..=120 {
-        let events = run(message(n)).await;
-        assert!(
-            matches!(&events[0].decode(), Ok(domain::Event::Conversation(Event::UserMessageAdded { seq, .. })) if *seq == n as i64)
-        );
+    for n in 1..=40 {
+        let (send, finish) = exchange(n);
+        assert_eq!(seq_of(&run(send).await), 2 * n as i64 - 1);
+        run(finish).await;
     }
     let mut conn = app.db().conn().await.expect("connection");
     let (version, _) = snapshots::load(&mut conn, id).await.expect("load").expect("a snapshot was taken");
     assert_eq!(version, 100);
 
     // The snapshot is what the next command starts from: one that counts 500 messages
-    // makes the next message number 501.
-    // (Saved at the stream's current version, 121, so that no later event overrides it.)
+    // makes the next message number 501. (Saved at the stream's current version, 121,
+    // so that no later event overrides it.)
     let (_, mut state) = snapshots::load(&mut conn, id).await.expect("load").expect("snapshot");
     state["state"]["message_count"] = serde_json::json!(500);
     snapshots::save(&mut conn, id, 121, state).await.expect("save");
-    let seq_of = |events: &[event_store::RecordedEvent]| match events[0].decode() {
-        Ok(domain::Event::Conversation(Event::UserMessageAdded { seq, .. })) => seq,
-        other => panic!("unexpected {other:?}"),
-    };
-    assert_eq!(seq_of(&run(message(121)).await), 501);
+    let (send, finish) = exchange(41);
+    assert_eq!(seq_of(&run(send).await), 501);
+    run(finish).await;
 
     // One that no longer reads (an older server's shape) is ignored: the log is replayed.
-    snapshots::save(&mut conn, id, 122, serde_json::json!({ "from": "an older server" })).await.expect("save");
+    snapshots::save(&mut conn, id, 124, serde_json::json!({ "from": "an older server" })).await.expect("save");
     drop(conn);
-    assert_eq!(seq_of(&run(message(122)).await), 502);
+    let (send, _) = exchange(42);
+    assert_eq!(seq_of(&run(send).await), 503);
 }
 
 on_both_backends!(

@@ -12,4 +12,5 @@ mod http;
 mod input;
 mod rebuild;
 mod schema;
+mod streaming;
 mod websocket;

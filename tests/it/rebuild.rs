@@ -23,7 +23,7 @@ async fn rebuild_leaves_projections_identical(app: TestApp) {
         for c in 0..n {
             let id = app.create_conversation(token, &format!("conversation {c}")).await;
             for m in 0..c + 1 {
-                app.send_message(token, &id, &format!("message {m}")).await;
+                app.send_and_wait(token, &id, &format!("message {m}")).await;
             }
             if c == 1 {
                 app.ok(

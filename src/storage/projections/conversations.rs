@@ -148,6 +148,18 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
             updated_at: Some(stored.occurred_at),
             ..Default::default()
         },
+        Event::AssistantMessageStarted { seq, .. } => ConversationUpdate {
+            status: Some(Status::Streaming.as_str().to_owned()),
+            message_count: Some(*seq),
+            version,
+            updated_at: Some(stored.occurred_at),
+            ..Default::default()
+        },
+        Event::AssistantMessageCompleted { .. }
+        | Event::AssistantMessageFailed { .. }
+        | Event::AssistantMessageCancelled { .. } => {
+            ConversationUpdate { status: Some(Status::Active.as_str().to_owned()), version, ..Default::default() }
+        }
     };
     Some(RowChange::Update(stored.stream_id, update))
 }

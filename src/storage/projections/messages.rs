@@ -21,6 +21,29 @@ pub struct MessageRow {
     pub content: String,
     pub author_id: Option<DbUuid>,
     pub created_at: DbTime,
+    /// `completed`, or for a reply: `streaming`, `failed`, `cancelled`.
+    pub status: String,
+    pub model_id: Option<String>,
+    pub stop_reason: Option<String>,
+    pub error: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub time_to_first_token_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+/// How a reply ended, as stored on its row.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = messages)]
+pub struct MessageUpdate {
+    content: Option<String>,
+    status: Option<String>,
+    stop_reason: Option<String>,
+    error: Option<String>,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    time_to_first_token_ms: Option<i64>,
+    duration_ms: Option<i64>,
 }
 
 impl MessageRow {
@@ -37,15 +60,25 @@ pub struct Messages;
 
 impl Table for Messages {
     type Row = MessageRow;
-    /// Messages are written once; nothing updates them yet.
-    type Update = std::convert::Infallible;
+    type Update = MessageUpdate;
 
     fn id(row: &MessageRow) -> DbUuid {
         row.id
     }
 
-    fn merge(update: std::convert::Infallible, _: &mut MessageRow) {
-        match update {}
+    fn merge(update: MessageUpdate, row: &mut MessageRow) {
+        if let Some(content) = update.content {
+            row.content = content;
+        }
+        if let Some(status) = update.status {
+            row.status = status;
+        }
+        row.stop_reason = update.stop_reason.or(row.stop_reason.take());
+        row.error = update.error.or(row.error.take());
+        row.input_tokens = update.input_tokens.or(row.input_tokens);
+        row.output_tokens = update.output_tokens.or(row.output_tokens);
+        row.time_to_first_token_ms = update.time_to_first_token_ms.or(row.time_to_first_token_ms);
+        row.duration_ms = update.duration_ms.or(row.duration_ms);
     }
 
     async fn insert(conn: &mut DbConn, rows: &[MessageRow]) -> StoreResult<()> {
@@ -53,8 +86,9 @@ impl Table for Messages {
         Ok(())
     }
 
-    async fn update(_: &mut DbConn, _: DbUuid, update: &std::convert::Infallible) -> StoreResult<()> {
-        match *update {}
+    async fn update(conn: &mut DbConn, id: DbUuid, update: &MessageUpdate) -> StoreResult<()> {
+        with_conn!(conn, |c| diesel::update(messages::table.find(id)).set(update).execute(c).await)?;
+        Ok(())
     }
 
     async fn clear(conn: &mut DbConn) -> StoreResult<()> {
@@ -64,17 +98,68 @@ impl Table for Messages {
 }
 
 pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<Messages>> {
+    let new = |message_id: &MessageId, seq: i64, role: &str, content: &str, status: &str| MessageRow {
+        id: DbUuid(message_id.uuid()),
+        conversation_id: stored.stream_id,
+        seq,
+        role: role.to_owned(),
+        content: content.to_owned(),
+        author_id: None,
+        created_at: stored.occurred_at,
+        status: status.to_owned(),
+        model_id: None,
+        stop_reason: None,
+        error: None,
+        input_tokens: None,
+        output_tokens: None,
+        time_to_first_token_ms: None,
+        duration_ms: None,
+    };
+    let ended =
+        |message_id: &MessageId, update: MessageUpdate| Some(RowChange::Update(DbUuid(message_id.uuid()), update));
     match event {
         Event::UserMessageAdded { message_id, seq, content } => Some(RowChange::Insert(MessageRow {
-            id: DbUuid(message_id.uuid()),
-            conversation_id: stored.stream_id,
-            seq: *seq,
-            role: "user".to_owned(),
-            content: content.clone(),
             author_id: stored.actor_id,
-            created_at: stored.occurred_at,
+            ..new(message_id, *seq, "user", content, "completed")
         })),
-        _ => None,
+        Event::AssistantMessageStarted { message_id, seq, model_id } => Some(RowChange::Insert(MessageRow {
+            model_id: Some(model_id.clone()),
+            ..new(message_id, *seq, "assistant", "", "streaming")
+        })),
+        Event::AssistantMessageCompleted { message_id, completion } => ended(
+            message_id,
+            MessageUpdate {
+                content: Some(completion.text.clone()),
+                status: Some("completed".to_owned()),
+                stop_reason: Some(completion.stop_reason.clone()),
+                input_tokens: completion.input_tokens,
+                output_tokens: completion.output_tokens,
+                time_to_first_token_ms: completion.time_to_first_token_ms,
+                duration_ms: Some(completion.duration_ms),
+                ..Default::default()
+            },
+        ),
+        Event::AssistantMessageFailed { message_id, partial_text, reason } => ended(
+            message_id,
+            MessageUpdate {
+                content: Some(partial_text.clone()),
+                status: Some("failed".to_owned()),
+                error: Some(reason.clone()),
+                ..Default::default()
+            },
+        ),
+        Event::AssistantMessageCancelled { message_id, partial_text } => ended(
+            message_id,
+            MessageUpdate {
+                content: Some(partial_text.clone()),
+                status: Some("cancelled".to_owned()),
+                ..Default::default()
+            },
+        ),
+        Event::ConversationCreated { .. }
+        | Event::ConversationRenamed { .. }
+        | Event::ConversationArchived {}
+        | Event::ConversationUnarchived {} => None,
     }
 }
 
@@ -108,4 +193,18 @@ pub async fn all(conn: &mut DbConn) -> StoreResult<Vec<MessageRow>> {
 pub async fn find(conn: &mut DbConn, id: MessageId) -> StoreResult<Option<MessageRow>> {
     let id = DbUuid(id.uuid());
     Ok(with_conn!(conn, |c| messages::table.find(id).select(MessageRow::as_select()).first(c).await.optional())?)
+}
+
+/// The reply streaming in a conversation, if any.
+pub async fn streaming(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<Option<MessageRow>> {
+    let conversation = DbUuid(conversation.uuid());
+    Ok(with_conn!(conn, |c| {
+        messages::table
+            .filter(messages::conversation_id.eq(conversation))
+            .filter(messages::status.eq("streaming"))
+            .select(MessageRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
 }

@@ -2,6 +2,7 @@
 //! GraphQL client. Every API test runs on SQLite and on PostgreSQL (`TEST_DATABASE_URL`).
 
 pub mod db;
+pub mod fake_openai;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -47,7 +48,8 @@ pub struct TestApp {
     pub app: Arc<App>,
     pub http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
-    pub database: TestDb,
+    /// Always present; taken only by [`TestApp::restart`].
+    database: Option<TestDb>,
 }
 
 impl TestApp {
@@ -62,6 +64,7 @@ impl TestApp {
         let config = Config::from_lookup(|key| match key {
             "DATABASE_URL" => Some(url.clone()),
             "DATABASE_POOL_SIZE" => Some("8".into()),
+            "LITESKILL_DEMO_DELAY_MS" if !settings.iter().any(|(k, _)| k == key) => Some("0".into()),
             _ => settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
         })
         .expect("test configuration");
@@ -72,7 +75,18 @@ impl TestApp {
         let server = tokio::spawn(async move {
             let _ = liteskill::http::serve(listener, served, std::future::pending(), Duration::ZERO).await;
         });
-        TestApp { address, app, http: reqwest::Client::new(), server, database }
+        TestApp { address, app, http: reqwest::Client::new(), server, database: Some(database) }
+    }
+
+    pub fn database(&self) -> &TestDb {
+        self.database.as_ref().expect("database")
+    }
+
+    /// Stops this server and starts another on the same database with `settings`.
+    pub async fn restart(mut self, settings: &[(&str, &str)]) -> TestApp {
+        let database = self.database.take().expect("database");
+        drop(self);
+        TestApp::start_with(database, settings).await
     }
 
     pub fn db(&self) -> &Db {
@@ -134,6 +148,31 @@ impl TestApp {
         .await
     }
 
+    /// Sends a message and waits until its reply has ended; returns the sendMessage response.
+    pub async fn send_and_wait(&self, token: &str, conversation: &str, content: &str) -> Value {
+        let sent = self.send_message(token, conversation, content).await;
+        self.wait_until_idle(token, conversation).await;
+        sent
+    }
+
+    /// Waits until no reply streams in the conversation.
+    pub async fn wait_until_idle(&self, token: &str, conversation: &str) {
+        for _ in 0..500 {
+            let status = self
+                .graphql(
+                    Some(token),
+                    "query($id: ID!) { conversation(id: $id) { status } }",
+                    json!({ "id": conversation }),
+                )
+                .await;
+            if status["data"]["conversation"]["status"] != "STREAMING" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the reply in {conversation} never ended");
+    }
+
     /// Number of events in the log: proof that a refused request wrote nothing.
     pub async fn event_count(&self) -> i64 {
         let mut conn = self.db().conn().await.expect("connection");
@@ -154,7 +193,7 @@ impl TestApp {
         use std::process::{Command, Stdio};
         let mut child = Command::new(env!("CARGO_BIN_EXE_liteskill"))
             .args(args)
-            .env("DATABASE_URL", self.database.url())
+            .env("DATABASE_URL", self.database().url())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

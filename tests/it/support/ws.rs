@@ -76,13 +76,31 @@ impl WsClient {
         }
     }
 
-    /// Runs one operation and returns its result payload.
-    pub async fn execute(&mut self, id: &str, query: &str) -> Value {
+    /// Starts an operation (a subscription, or a query or mutation).
+    pub async fn start(&mut self, id: &str, query: &str, variables: Value) {
         let start = match self.protocol {
             Protocol::TransportWs => "subscribe",
             Protocol::Legacy => "start",
         };
-        self.send(json!({ "id": id, "type": start, "payload": { "query": query } })).await;
+        self.send(json!({ "id": id, "type": start, "payload": { "query": query, "variables": variables } })).await;
+    }
+
+    /// The next result of a running operation; `None` once it completed or the socket closed.
+    pub async fn next_result(&mut self) -> Option<Value> {
+        loop {
+            let message = self.next().await?;
+            match message["type"].as_str() {
+                Some("next") | Some("data") => return Some(message["payload"].clone()),
+                Some("error") => return Some(json!({ "errors": message["payload"] })),
+                Some("complete") | Some("close") => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Runs one operation and returns its result payload.
+    pub async fn execute(&mut self, id: &str, query: &str) -> Value {
+        self.start(id, query, json!({})).await;
         loop {
             let message = self.next().await.expect("operation result");
             match message["type"].as_str() {

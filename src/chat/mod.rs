@@ -1,0 +1,225 @@
+//! A turn of conversation: the user's message is recorded with the start of the
+//! assistant's reply, the reply streams from the model to every subscriber, and ends
+//! as completed, failed or cancelled. Replies running on this server are tracked here.
+
+mod recovery;
+mod reply;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+
+pub use recovery::{keep_sweeping, sweep_stale_replies};
+
+use crate::app::App;
+use crate::bus::Delta;
+use crate::domain::conversation::{Command, Conversation, ReplyOutcome};
+use crate::domain::ids::{ConversationId, MessageId};
+use crate::domain::values::MessageContent;
+use crate::domain::{self, Actor};
+use crate::error::{AppError, AppResult};
+use crate::storage::checkpoints::{self, Checkpoint};
+use crate::storage::event_store::execute;
+use crate::storage::projections::conversations::{self, ConversationRow};
+use crate::storage::projections::messages::{self, MessageRow};
+
+/// A reply streaming on this server.
+pub struct Reply {
+    pub conversation: ConversationId,
+    pub message_id: MessageId,
+    text: Mutex<ReplyText>,
+    /// Set to the actor who cancelled.
+    cancel: tokio::sync::watch::Sender<Option<Actor>>,
+    finished: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct ReplyText {
+    pieces: Vec<String>,
+    chars: usize,
+}
+
+impl Reply {
+    fn new(conversation: ConversationId, message_id: MessageId) -> Reply {
+        Reply {
+            conversation,
+            message_id,
+            text: Mutex::default(),
+            cancel: tokio::sync::watch::channel(None).0,
+            finished: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    fn text(&self) -> std::sync::MutexGuard<'_, ReplyText> {
+        self.text.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a piece of text and returns it as a delta.
+    fn push(&self, piece: String) -> Delta {
+        let mut text = self.text();
+        let delta = Delta {
+            message_id: self.message_id,
+            seq: text.pieces.len() as u64 + 1,
+            offset: text.chars,
+            text: piece.clone(),
+        };
+        text.chars += piece.chars().count();
+        text.pieces.push(piece);
+        delta
+    }
+
+    /// The text so far.
+    pub fn so_far(&self) -> String {
+        self.text().pieces.concat()
+    }
+
+    /// Everything after piece `after_seq`, as one delta (none if nothing is new).
+    pub fn catch_up(&self, after_seq: u64) -> Option<Delta> {
+        let text = self.text();
+        let seq = text.pieces.len() as u64;
+        if seq <= after_seq {
+            return None;
+        }
+        let skipped = &text.pieces[..after_seq as usize];
+        Some(Delta {
+            message_id: self.message_id,
+            seq,
+            offset: skipped.iter().map(|p| p.chars().count()).sum(),
+            text: text.pieces[after_seq as usize..].concat(),
+        })
+    }
+}
+
+/// The replies streaming on this server, by conversation.
+#[derive(Default)]
+pub struct Replies {
+    running: Mutex<HashMap<ConversationId, Arc<Reply>>>,
+}
+
+impl Replies {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, Arc<Reply>>> {
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get(&self, conversation: ConversationId) -> Option<Arc<Reply>> {
+        self.map().get(&conversation).cloned()
+    }
+
+    fn insert(&self, reply: Arc<Reply>) {
+        self.map().insert(reply.conversation, reply);
+    }
+
+    fn remove(&self, reply: &Reply) {
+        let mut running = self.map();
+        if running.get(&reply.conversation).is_some_and(|r| r.message_id == reply.message_id) {
+            running.remove(&reply.conversation);
+        }
+    }
+}
+
+/// Runs a conversation command and publishes what it recorded.
+pub async fn command(app: &App, actor: Actor, id: ConversationId, command: Command) -> AppResult<ConversationRow> {
+    let (row, events) = app
+        .db
+        .write(|conn| {
+            async move {
+                let events = execute::<Conversation>(conn, id.uuid(), actor, command).await?;
+                let row = conversations::find(conn, id).await?.ok_or(AppError::NotFound("conversation"))?;
+                Ok::<_, AppError>((row, events))
+            }
+            .boxed()
+        })
+        .await?;
+    app.bus.publish_events(events);
+    Ok(row)
+}
+
+/// Records the user's message, starts the reply, and returns the user's message.
+pub async fn send_message(
+    app: &Arc<App>,
+    actor: Actor,
+    id: ConversationId,
+    content: MessageContent,
+) -> AppResult<MessageRow> {
+    let mut conn = app.db.conn().await?;
+    let conversation = conversations::find(&mut conn, id).await?.ok_or(AppError::NotFound("conversation"))?;
+    drop(conn);
+    let model = match &conversation.model_id {
+        Some(id) => app
+            .catalog
+            .get(id)
+            .ok_or_else(|| AppError::bad_input("modelId", format!("model `{id}` is no longer offered")))?,
+        None => app.catalog.default_model(),
+    };
+    let (message_id, reply_id) = (MessageId::new(), MessageId::new());
+    let send = Command::SendMessage { message_id, content, reply_id, model_id: model.id.clone() };
+    let (message, events) = app
+        .db
+        .write(|conn| {
+            async move {
+                let events = execute::<Conversation>(conn, id.uuid(), actor, send).await?;
+                // Saved with the start of the reply, so a crash from here on is recoverable.
+                checkpoints::save(conn, &Checkpoint::new(id, reply_id, String::new(), domain::now())).await?;
+                let message = messages::find(conn, message_id).await?.ok_or(AppError::NotFound("message"))?;
+                Ok::<_, AppError>((message, events))
+            }
+            .boxed()
+        })
+        .await?;
+    app.bus.publish_events(events);
+    let reply = Arc::new(Reply::new(id, reply_id));
+    app.replies.insert(reply.clone());
+    tokio::spawn(reply::run(app.clone(), reply, model.clone()));
+    Ok(message)
+}
+
+/// Stops the reply streaming in a conversation, keeping the text it had.
+pub async fn cancel(app: &App, actor: Actor, id: ConversationId) -> AppResult<ConversationRow> {
+    let mut conn = app.db.conn().await?;
+    match conversations::find(&mut conn, id).await? {
+        Some(row) if domain::access::actor_can_read(actor, row.owner()) => {}
+        _ => return Err(AppError::NotFound("conversation")),
+    }
+    if let Some(reply) = app.replies.get(id) {
+        drop(conn);
+        // The reply task records the cancellation; wait for it.
+        let mut finished = reply.finished.subscribe();
+        reply.cancel.send_replace(Some(actor));
+        let _ = finished.wait_for(|done| *done).await;
+        let mut conn = app.db.conn().await?;
+        return conversations::find(&mut conn, id).await?.ok_or(AppError::NotFound("conversation"));
+    }
+    // Streaming on another server, or on one that died: cancel from the saved text.
+    let Some(message) = messages::streaming(&mut conn, id).await? else {
+        return Err(domain::conversation::Rejection::NotStreaming.into());
+    };
+    let partial_text = checkpoints::find(&mut conn, message.message_id()).await?.map(|c| c.text).unwrap_or_default();
+    drop(conn);
+    finish(app, actor, id, message.message_id(), ReplyOutcome::Cancelled { partial_text }).await
+}
+
+/// Records how a reply ended, forgetting its checkpoint in the same transaction.
+async fn finish(
+    app: &App,
+    actor: Actor,
+    id: ConversationId,
+    message_id: MessageId,
+    outcome: ReplyOutcome,
+) -> AppResult<ConversationRow> {
+    let (row, events) = app
+        .db
+        .write(|conn| {
+            async move {
+                let finish = Command::FinishReply { message_id, outcome };
+                let events = execute::<Conversation>(conn, id.uuid(), actor, finish).await?;
+                checkpoints::delete(conn, message_id).await?;
+                let row = conversations::find(conn, id).await?.ok_or(AppError::NotFound("conversation"))?;
+                Ok::<_, AppError>((row, events))
+            }
+            .boxed()
+        })
+        .await?;
+    app.bus.publish_events(events);
+    Ok(row)
+}

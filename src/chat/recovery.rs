@@ -1,0 +1,54 @@
+//! Closing replies whose server stopped while they streamed, so that no conversation
+//! stays `streaming`: their last saved text is kept in a failed message.
+
+use super::finish;
+use crate::app::App;
+use crate::domain::conversation::ReplyOutcome;
+use crate::domain::{self, Actor};
+use crate::error::AppResult;
+use crate::storage::checkpoints;
+
+/// Fails every reply whose checkpoint is older than the configured staleness.
+pub async fn sweep_stale_replies(app: &App) -> AppResult<usize> {
+    let stale_after = chrono::Duration::from_std(app.config.llm.reply_stale_after).unwrap_or(chrono::Duration::MAX);
+    let stale = {
+        let mut conn = app.db.conn().await?;
+        checkpoints::stale(&mut conn, domain::now() - stale_after).await?
+    };
+    let mut closed = 0;
+    for checkpoint in stale {
+        if app.replies.get(checkpoint.conversation()).is_some_and(|r| r.message_id == checkpoint.message()) {
+            continue;
+        }
+        let outcome = ReplyOutcome::Failed {
+            partial_text: checkpoint.text.clone(),
+            reason: "interrupted: the server stopped while the reply was streaming".to_owned(),
+        };
+        match finish(app, Actor::System, checkpoint.conversation(), checkpoint.message(), outcome).await {
+            Ok(_) => closed += 1,
+            Err(error) => {
+                // Already ended (the checkpoint outlived it): forget it.
+                tracing::warn!(%error, message = %checkpoint.message(), "closing an interrupted reply failed");
+                let mut conn = app.db.conn().await?;
+                checkpoints::delete(&mut conn, checkpoint.message()).await?;
+            }
+        }
+    }
+    if closed > 0 {
+        tracing::warn!(closed, "closed replies interrupted by a server stop");
+    }
+    Ok(closed)
+}
+
+/// Sweeps now and then periodically, for as long as the application lives.
+pub async fn keep_sweeping(app: std::sync::Weak<App>) {
+    loop {
+        let Some(app) = app.upgrade() else { return };
+        if let Err(error) = sweep_stale_replies(&app).await {
+            tracing::warn!(%error, "sweeping interrupted replies failed");
+        }
+        let pause = app.config.llm.reply_stale_after / 2;
+        drop(app);
+        tokio::time::sleep(pause.max(std::time::Duration::from_millis(200))).await;
+    }
+}

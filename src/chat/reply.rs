@@ -1,0 +1,162 @@
+//! Streaming one reply: ask the model, relay its text, record how it ended.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use super::{Reply, finish};
+use crate::app::App;
+use crate::bus::Published;
+use crate::domain::conversation::{Completion, ReplyOutcome};
+use crate::domain::{self, Actor};
+use crate::error::AppResult;
+use crate::llm::{ChatMessage, ChatRequest, LlmError, Model, Speaker, StreamEvent, TokenStream};
+use crate::storage::checkpoints::{self, Checkpoint};
+use crate::storage::projections::{conversations, messages};
+
+/// Attempts at opening a stream when the endpoint fails before any text.
+const ATTEMPTS: u32 = 3;
+/// How often a streaming reply's text is saved.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Streams the reply and records its end; runs as its own task.
+pub(super) async fn run(app: Arc<App>, reply: Arc<Reply>, model: Model) {
+    let heartbeat = tokio::spawn(checkpoint_while_streaming(app.clone(), reply.clone()));
+    let started = Instant::now();
+    let (actor, outcome) = match context(&app, &reply, &model).await {
+        Ok(request) => stream(&app, &reply, &model, request, started).await,
+        Err(error) => (Actor::System, failed(&reply, format!("could not prepare the request: {error}"))),
+    };
+    heartbeat.abort();
+    let kind = match &outcome {
+        ReplyOutcome::Completed(_) => "completed",
+        ReplyOutcome::Failed { .. } => "failed",
+        ReplyOutcome::Cancelled { .. } => "cancelled",
+    };
+    tracing::info!(model = %model.id, outcome = kind, elapsed_ms = started.elapsed().as_millis() as u64, "reply ended");
+    if let Err(error) = finish(&app, actor, reply.conversation, reply.message_id, outcome).await {
+        tracing::error!(%error, "could not record the end of a reply");
+    }
+    app.replies.remove(&reply);
+    reply.finished.send_replace(true);
+}
+
+/// The conversation so far, in the model's terms.
+async fn context(app: &App, reply: &Reply, model: &Model) -> AppResult<ChatRequest> {
+    let mut conn = app.db.conn().await?;
+    let conversation = conversations::find(&mut conn, reply.conversation).await?;
+    let history = messages::list(&mut conn, reply.conversation, 0, i64::MAX).await?;
+    let messages = history
+        .into_iter()
+        .filter(|m| m.message_id() != reply.message_id && !m.content.is_empty())
+        .map(|m| ChatMessage {
+            speaker: if m.role == "assistant" { Speaker::Assistant } else { Speaker::User },
+            content: m.content,
+        })
+        .collect();
+    Ok(ChatRequest {
+        model: model.upstream_id.clone(),
+        system: conversation.and_then(|c| c.system_prompt),
+        messages,
+        temperature: None,
+        max_tokens: None,
+    })
+}
+
+fn failed(reply: &Reply, reason: String) -> ReplyOutcome {
+    ReplyOutcome::Failed { partial_text: reply.so_far(), reason }
+}
+
+/// Opens the model's stream, retrying failures that happen before any text.
+async fn open(app: &App, model: &Model, request: &ChatRequest) -> Result<(TokenStream, Option<StreamEvent>), String> {
+    let timeout = app.config.llm.first_token_timeout;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let first = tokio::time::timeout(timeout, async {
+            let mut stream = model.provider.stream(request.clone()).await?;
+            let first = stream.next().await.transpose()?;
+            Ok::<_, LlmError>((stream, first))
+        })
+        .await;
+        match first {
+            Ok(Ok(opened)) => return Ok(opened),
+            Ok(Err(error)) if error.is_transient() && attempt < ATTEMPTS => {
+                tracing::warn!(%error, attempt, "model endpoint failed before replying; retrying");
+                tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
+            }
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err(format!("the model did not start replying within {}s", timeout.as_secs())),
+        }
+    }
+}
+
+async fn stream(
+    app: &App,
+    reply: &Reply,
+    model: &Model,
+    request: ChatRequest,
+    started: Instant,
+) -> (Actor, ReplyOutcome) {
+    let mut cancelled = reply.cancel.subscribe();
+    let opened = tokio::select! {
+        opened = open(app, model, &request) => opened,
+        _ = cancelled.wait_for(Option::is_some) => Err(String::new()),
+    };
+    if let Some(actor) = *cancelled.borrow() {
+        return (actor, ReplyOutcome::Cancelled { partial_text: reply.so_far() });
+    }
+    let (mut stream, mut next) = match opened {
+        Ok(opened) => opened,
+        Err(reason) => return (Actor::System, failed(reply, reason)),
+    };
+    let mut first_token = None;
+    let idle = app.config.llm.first_token_timeout;
+    loop {
+        match next.take() {
+            Some(StreamEvent::Text(text)) => {
+                first_token.get_or_insert_with(|| started.elapsed());
+                let delta = reply.push(text);
+                app.bus.publish(reply.conversation, Published::Delta(Arc::new(delta)));
+            }
+            Some(StreamEvent::Finished { stop_reason, input_tokens, output_tokens }) => {
+                let completion = Completion {
+                    text: reply.so_far(),
+                    stop_reason,
+                    input_tokens,
+                    output_tokens,
+                    time_to_first_token_ms: first_token.map(|t| t.as_millis() as i64),
+                    duration_ms: started.elapsed().as_millis() as i64,
+                };
+                return (Actor::System, ReplyOutcome::Completed(completion));
+            }
+            None => {}
+        }
+        tokio::select! {
+            received = tokio::time::timeout(idle, stream.next()) => match received {
+                Ok(Some(Ok(event))) => next = Some(event),
+                Ok(Some(Err(error))) => return (Actor::System, failed(reply, error.to_string())),
+                Ok(None) => return (Actor::System, failed(reply, "the model's stream ended without finishing".into())),
+                Err(_) => return (Actor::System, failed(reply, format!("the model sent nothing for {}s", idle.as_secs()))),
+            },
+            actor = async { cancelled.wait_for(Option::is_some).await.ok().and_then(|actor| *actor) } => {
+                return (actor.unwrap_or(Actor::System), ReplyOutcome::Cancelled { partial_text: reply.so_far() });
+            }
+        }
+    }
+}
+
+/// Saves the reply's text every [`CHECKPOINT_EVERY`] until aborted, which also tells
+/// other servers this one is alive.
+async fn checkpoint_while_streaming(app: Arc<App>, reply: Arc<Reply>) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    loop {
+        every.tick().await;
+        let checkpoint = Checkpoint::new(reply.conversation, reply.message_id, reply.so_far(), domain::now());
+        let saved = async { checkpoints::save(&mut app.db.conn().await?, &checkpoint).await };
+        if let Err(error) = saved.await {
+            tracing::warn!(%error, "could not save a reply's progress");
+        }
+    }
+}

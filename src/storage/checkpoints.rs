@@ -1,0 +1,80 @@
+//! The saved text of replies being streamed (see the `reply_checkpoints` migration).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
+
+use super::schema::reply_checkpoints as checkpoints;
+use super::sql_types::{DbTime, DbUuid};
+use super::{DbConn, StoreResult, with_conn};
+use crate::domain::ids::{ConversationId, MessageId};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = checkpoints)]
+pub struct Checkpoint {
+    pub message_id: DbUuid,
+    pub conversation_id: DbUuid,
+    pub text: String,
+    pub heartbeat_at: DbTime,
+}
+
+impl Checkpoint {
+    pub fn new(conversation: ConversationId, message: MessageId, text: String, at: DateTime<Utc>) -> Checkpoint {
+        Checkpoint {
+            message_id: DbUuid(message.uuid()),
+            conversation_id: DbUuid(conversation.uuid()),
+            text,
+            heartbeat_at: DbTime(at),
+        }
+    }
+
+    pub fn conversation(&self) -> ConversationId {
+        ConversationId::from_uuid(self.conversation_id.0)
+    }
+
+    pub fn message(&self) -> MessageId {
+        MessageId::from_uuid(self.message_id.0)
+    }
+}
+
+/// Saves a reply's text so far, and that its server is alive.
+pub async fn save(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<()> {
+    with_conn!(conn, |c| {
+        diesel::insert_into(checkpoints::table)
+            .values(checkpoint)
+            .on_conflict(checkpoints::message_id)
+            .do_update()
+            .set((
+                checkpoints::text.eq(excluded(checkpoints::text)),
+                checkpoints::heartbeat_at.eq(excluded(checkpoints::heartbeat_at)),
+            ))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+pub async fn find(conn: &mut DbConn, message: MessageId) -> StoreResult<Option<Checkpoint>> {
+    let message = DbUuid(message.uuid());
+    Ok(with_conn!(conn, |c| {
+        checkpoints::table.find(message).select(Checkpoint::as_select()).first(c).await.optional()
+    })?)
+}
+
+/// Replies whose server has not saved them since `before`.
+pub async fn stale(conn: &mut DbConn, before: DateTime<Utc>) -> StoreResult<Vec<Checkpoint>> {
+    Ok(with_conn!(conn, |c| {
+        checkpoints::table
+            .filter(checkpoints::heartbeat_at.lt(DbTime(before)))
+            .select(Checkpoint::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+pub async fn delete(conn: &mut DbConn, message: MessageId) -> StoreResult<()> {
+    let row = checkpoints::table.filter(checkpoints::message_id.eq(DbUuid(message.uuid())));
+    with_conn!(conn, |c| diesel::delete(row).execute(c).await)?;
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Replies streaming from a model (the fake OpenAI endpoint, over real HTTP) to
+//! subscribers over real websockets.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::fake_openai::{FakeOpenAi, Script, token};
+use crate::support::ws::{Protocol, WsClient};
+use crate::support::{TestApp, on_both_backends};
+
+const EVENTS: &str = "subscription($id: ID!, $after: String) {
+    conversationEvents(conversationId: $id, after: $after) {
+        __typename
+        ... on HistoryEvent { cursor type version data }
+        ... on MessageDelta { cursor messageId seq offset text }
+    } }";
+
+const MESSAGES: &str = "query($id: ID!) { conversation(id: $id) { status messages { edges { node {
+    id seq role content status error modelId stopReason inputTokens outputTokens timeToFirstTokenMs durationMs } } } } }";
+
+/// An app whose only model is the fake endpoint's, and a signed-in user with a conversation.
+async fn with_fake(app: TestApp, script: Script) -> (TestApp, FakeOpenAi, String, String) {
+    let fake = FakeOpenAi::start(script).await;
+    let app = app.restart(&[("OPENAI_BASE_URL", &fake.base_url())]).await;
+    let (token, _) = app.register("ada@example.com").await;
+    let conversation = app.create_conversation(&token, "Streaming").await;
+    (app, fake, token, conversation)
+}
+
+async fn subscriber(app: &TestApp, token: &str, conversation: &str, after: Option<&str>) -> WsClient {
+    let url = format!("ws://{}/graphql/ws", app.address);
+    let (mut client, ack) = WsClient::connect(&url, Protocol::TransportWs, json!({ "token": token })).await;
+    assert_eq!(ack, Ok(()));
+    client.start("events", EVENTS, json!({ "id": conversation, "after": after })).await;
+    client
+}
+
+/// Reads events until the reply in flight ends (or `stop` says so).
+async fn collect(client: &mut WsClient, mut stop: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+    let mut events = vec![];
+    while let Some(result) = client.next_result().await {
+        assert!(result.get("errors").is_none(), "{result:#}");
+        events.push(result["data"]["conversationEvents"].clone());
+        let ended = matches!(
+            events.last().and_then(|e| e["type"].as_str()),
+            Some("AssistantMessageCompleted" | "AssistantMessageFailed" | "AssistantMessageCancelled")
+        );
+        if ended || stop(&events) {
+            break;
+        }
+    }
+    events
+}
+
+fn deltas(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["__typename"] == "MessageDelta").collect()
+}
+
+/// The reply text the deltas add up to, placing each piece at its offset.
+fn stitched(events: &[Value]) -> String {
+    let mut text: Vec<char> = vec![];
+    for delta in deltas(events) {
+        let offset = delta["offset"].as_u64().expect("offset") as usize;
+        let piece: Vec<char> = delta["text"].as_str().expect("text").chars().collect();
+        text.truncate(offset);
+        assert_eq!(text.len(), offset, "no gap before {delta}");
+        text.extend(piece);
+    }
+    text.into_iter().collect()
+}
+
+fn full_reply(tokens: usize) -> String {
+    (0..tokens).map(token).collect()
+}
+
+async fn reply(app: &TestApp, token: &str, conversation: &str) -> Value {
+    let data = app.ok(Some(token), MESSAGES, json!({ "id": conversation })).await;
+    let edges = data["conversation"]["messages"]["edges"].as_array().expect("edges").clone();
+    edges.last().expect("a reply")["node"].clone()
+}
+
+async fn two_devices_see_the_same_stream(app: TestApp) {
+    let (app, fake, token, conversation) =
+        with_fake(app, Script { tokens: 30, delay: Duration::from_millis(5), ..Script::default() }).await;
+    let mut phone = subscriber(&app, &token, &conversation, None).await;
+    let mut laptop = subscriber(&app, &token, &conversation, None).await;
+    // Both have replayed the conversation's creation before anything new happens.
+    let created = |events: &[Value]| events.iter().any(|e| e["type"] == "ConversationCreated");
+    collect(&mut phone, created).await;
+    collect(&mut laptop, created).await;
+
+    let sent = app.send_message(&token, &conversation, "Tell me a story").await;
+    assert!(sent.get("errors").is_none(), "{sent:#}");
+    let on_phone = collect(&mut phone, |_| false).await;
+    let on_laptop = collect(&mut laptop, |_| false).await;
+    assert_eq!(on_phone, on_laptop, "both devices see the same events in the same order");
+
+    let types: Vec<&str> = on_phone.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["UserMessageAdded", "AssistantMessageStarted", "AssistantMessageCompleted"]);
+    assert_eq!(deltas(&on_phone).len(), 30);
+    let seqs: Vec<u64> = deltas(&on_phone).iter().map(|d| d["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    assert_eq!(stitched(&on_phone), full_reply(30));
+
+    app.wait_until_idle(&token, &conversation).await;
+    let stored = reply(&app, &token, &conversation).await;
+    assert_eq!(stored["content"], full_reply(30), "the stored reply is the deltas joined");
+    assert_eq!(stored["status"], "COMPLETED");
+    assert_eq!(stored["modelId"], "fake-model");
+    assert_eq!(stored["stopReason"], "stop");
+    assert_eq!((stored["inputTokens"].clone(), stored["outputTokens"].clone()), (json!(11), json!(30)));
+    assert!(stored["timeToFirstTokenMs"].as_i64().is_some() && stored["durationMs"].as_i64().is_some());
+
+    let request = &fake.requests()[0];
+    assert_eq!(request["model"], "fake-model");
+    assert_eq!(request["stream"], true);
+    assert_eq!(request["messages"], json!([{ "role": "user", "content": "Tell me a story" }]));
+
+    // The next turn sends the whole conversation.
+    app.send_and_wait(&token, &conversation, "And then?").await;
+    let history = &fake.requests()[1]["messages"];
+    assert_eq!(history.as_array().map(Vec::len), Some(3));
+    assert_eq!(history[1], json!({ "role": "assistant", "content": full_reply(30) }));
+}
+
+async fn resuming_from_a_cursor_delivers_exactly_what_was_missed(app: TestApp) {
+    let (app, _fake, token, conversation) =
+        with_fake(app, Script { tokens: 40, delay: Duration::from_millis(15), ..Script::default() }).await;
+    let mut watcher = subscriber(&app, &token, &conversation, None).await;
+    collect(&mut watcher, |events| events.iter().any(|e| e["type"] == "ConversationCreated")).await;
+    let mut flaky = subscriber(&app, &token, &conversation, None).await;
+    collect(&mut flaky, |events| events.iter().any(|e| e["type"] == "ConversationCreated")).await;
+
+    app.send_message(&token, &conversation, "Count for me").await;
+    let before = collect(&mut flaky, |events| deltas(events).len() >= 5).await;
+    let cursor = before.last().expect("an event")["cursor"].as_str().expect("cursor").to_owned();
+    drop(flaky);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A device joining mid-stream gets the text so far in one piece, then the rest.
+    let mut late = subscriber(&app, &token, &conversation, None).await;
+    let mut resumed = subscriber(&app, &token, &conversation, Some(&cursor)).await;
+    let after = collect(&mut resumed, |_| false).await;
+    let everything = collect(&mut watcher, |_| false).await;
+    let joined = collect(&mut late, |_| false).await;
+
+    let recorded = |events: &[Value]| -> Vec<Value> {
+        events.iter().filter(|e| e["__typename"] == "HistoryEvent").map(|e| e["version"].clone()).collect()
+    };
+    let mut seen = before.clone();
+    seen.extend(after.iter().cloned());
+    assert_eq!(recorded(&seen), recorded(&everything), "every recorded event once, in order");
+    assert_eq!(stitched(&seen), full_reply(40), "the resumed device has the whole reply");
+    assert!(
+        deltas(&after).first().is_some_and(|d| d["offset"].as_u64() > Some(0)),
+        "it resumed where it left off, not from the start"
+    );
+
+    assert_eq!(stitched(&joined), full_reply(40));
+    let first = deltas(&joined)[0];
+    assert_eq!(first["offset"], 0);
+    assert!(first["seq"].as_u64() > Some(1), "the text so far came as one piece: {first}");
+}
+
+async fn cancelling_keeps_the_partial_text(app: TestApp) {
+    let (app, fake, token, conversation) =
+        with_fake(app, Script { tokens: 500, delay: Duration::from_millis(10), ..Script::default() }).await;
+    let mut device = subscriber(&app, &token, &conversation, None).await;
+    app.send_message(&token, &conversation, "Go on forever").await;
+    collect(&mut device, |events| deltas(events).len() >= 3).await;
+
+    let cancelled = app
+        .ok(
+            Some(&token),
+            "mutation($id: ID!) { cancelStream(conversationId: $id) { status } }",
+            json!({ "id": conversation }),
+        )
+        .await;
+    assert_eq!(cancelled["cancelStream"]["status"], "ACTIVE");
+    let rest = collect(&mut device, |_| false).await;
+    assert_eq!(rest.last().expect("end")["type"], "AssistantMessageCancelled");
+
+    let stored = reply(&app, &token, &conversation).await;
+    assert_eq!(stored["status"], "CANCELLED");
+    let partial = stored["content"].as_str().expect("content");
+    assert!(!partial.is_empty() && full_reply(500).starts_with(partial) && partial.len() < full_reply(500).len());
+
+    fake.set_script(Script { tokens: 3, ..Script::default() });
+    app.send_and_wait(&token, &conversation, "Shorter, please").await;
+    assert_eq!(reply(&app, &token, &conversation).await["content"], full_reply(3), "usable after a cancel");
+}
+
+async fn an_upstream_failure_keeps_the_partial_text(app: TestApp) {
+    let (app, fake, token, conversation) =
+        with_fake(app, Script { tokens: 50, cut_after: Some(7), ..Script::default() }).await;
+    app.send_and_wait(&token, &conversation, "Hello").await;
+    let stored = reply(&app, &token, &conversation).await;
+    assert_eq!(stored["status"], "FAILED");
+    assert_eq!(stored["content"], full_reply(7));
+    assert!(stored["error"].as_str().is_some_and(|e| e.contains("closed")), "{stored}");
+
+    fake.set_script(Script { tokens: 2, fail_first: Some((1, 401)), ..Script::default() });
+    app.send_and_wait(&token, &conversation, "Again").await;
+    let stored = reply(&app, &token, &conversation).await;
+    assert_eq!(stored["status"], "FAILED", "a 401 is not retried");
+    assert!(stored["error"].as_str().is_some_and(|e| e.contains("401")), "{stored}");
+    assert_eq!(stored["content"], "");
+}
+
+async fn transient_failures_before_the_first_token_are_retried(app: TestApp) {
+    let (app, fake, token, conversation) =
+        with_fake(app, Script { tokens: 4, fail_first: Some((2, 503)), ..Script::default() }).await;
+    app.send_and_wait(&token, &conversation, "Hello").await;
+    let stored = reply(&app, &token, &conversation).await;
+    assert_eq!(stored["status"], "COMPLETED", "{stored}");
+    assert_eq!(stored["content"], full_reply(4));
+    assert_eq!(fake.requests().len(), 3, "two failures, then success");
+}
+
+async fn strangers_cannot_subscribe(app: TestApp) {
+    let (owner, _) = app.register("owner@example.com").await;
+    let (stranger, _) = app.register("stranger@example.com").await;
+    let conversation = app.create_conversation(&owner, "Private").await;
+    let mut client = subscriber(&app, &stranger, &conversation, None).await;
+    let result = client.next_result().await.expect("an answer");
+    assert_eq!(result["errors"][0]["extensions"]["code"], "NOT_FOUND", "{result:#}");
+    let bad = app.graphql(Some(&owner), EVENTS, json!({ "id": conversation })).await;
+    assert!(bad.get("errors").is_some(), "subscriptions need a websocket");
+}
+
+/// A server killed mid-reply leaves the conversation streaming; the next server closes
+/// the reply as failed with the text that was saved, and the conversation is usable.
+async fn a_reply_cut_off_by_a_crash_is_closed_with_its_text(app: TestApp) {
+    let fake = FakeOpenAi::start(Script { tokens: 1000, delay: Duration::from_millis(10), ..Script::default() }).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_liteskill"))
+        .env("DATABASE_URL", app.database().url())
+        .env("PORT", port.to_string())
+        .env("OPENAI_BASE_URL", fake.base_url())
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start liteskill");
+    let graphql = |token: Option<String>, query: &'static str, variables: Value| {
+        let request = app
+            .http
+            .post(format!("http://127.0.0.1:{port}/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await?.json::<Value>().await }
+    };
+    let register = "mutation { register(input: { email: \"ada@example.com\", password: \"correct horse battery\", name: \"Ada\" }) { token } }";
+    let mut registered = None;
+    for _ in 0..100 {
+        if let Ok(body) = graphql(None, register, json!({})).await {
+            registered = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token =
+        registered.expect("the server answers")["data"]["register"]["token"].as_str().expect("token").to_owned();
+    let created = graphql(Some(token.clone()), "mutation { createConversation(input: {}) { id } }", json!({}))
+        .await
+        .expect("create");
+    let conversation = created["data"]["createConversation"]["id"].as_str().expect("id").to_owned();
+    let send = "mutation($id: ID!) { sendMessage(input: { conversationId: $id, content: \"Talk\" }) { id } }";
+    graphql(Some(token.clone()), send, json!({ "id": conversation })).await.expect("send");
+    // Long enough for a few tokens and a checkpoint.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let killed = std::process::Command::new("kill").args(["-KILL", &server.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let _ = server.wait();
+
+    let app = app.restart(&[("OPENAI_BASE_URL", &fake.base_url()), ("REPLY_STALE_SECS", "1")]).await;
+    app.wait_until_idle(&token, &conversation).await;
+    let stored = reply(&app, &token, &conversation).await;
+    assert_eq!(stored["status"], "FAILED", "{stored}");
+    assert!(stored["error"].as_str().is_some_and(|e| e.contains("interrupted")), "{stored}");
+    let partial = stored["content"].as_str().expect("content");
+    assert!(!partial.is_empty() && full_reply(1000).starts_with(partial), "the saved text is kept: {partial:?}");
+
+    fake.set_script(Script { tokens: 3, ..Script::default() });
+    app.send_and_wait(&token, &conversation, "Are you back?").await;
+    assert_eq!(reply(&app, &token, &conversation).await["content"], full_reply(3), "usable again");
+}
+
+on_both_backends!(
+    a_reply_cut_off_by_a_crash_is_closed_with_its_text,
+    two_devices_see_the_same_stream,
+    resuming_from_a_cursor_delivers_exactly_what_was_missed,
+    cancelling_keeps_the_partial_text,
+    an_upstream_failure_keeps_the_partial_text,
+    transient_failures_before_the_first_token_are_retried,
+    strangers_cannot_subscribe,
+);
