@@ -154,7 +154,13 @@ async fn measure(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
 
 async fn create(app: &Arc<App>, owner: UserId, title: &str) -> Result<ConversationId, AppError> {
     let id = ConversationId::new();
-    let command = Command::Create { owner, title: Title::parse(title)?, model_id: None, system_prompt: None };
+    let command = Command::Create {
+        owner,
+        title: Title::parse(title)?,
+        model_id: None,
+        system_prompt: None,
+        sampling: Default::default(),
+    };
     app.db.write(|conn| execute::<Conversation>(conn, id.uuid(), Actor::User(owner), command).boxed()).await?;
     Ok(id)
 }

@@ -12,8 +12,9 @@ use futures_util::FutureExt;
 use crate::app::App;
 use crate::auth::accounts;
 use crate::config::{Config, random_base64};
+use crate::domain::Actor;
 use crate::domain::user::Role;
-use crate::domain::values::{DisplayName, Email, Password};
+use crate::domain::values::{DisplayName, Email, ModelMask, Password};
 use crate::storage::Db;
 use crate::storage::projections::{self, users};
 
@@ -72,6 +73,9 @@ enum UserCommand {
     Disable { email: String },
     /// Allow a disabled account to sign in again.
     Enable { email: String },
+    /// Limit the models an account may use to ids matching a regular expression
+    /// (entirely); without MASK, allow all.
+    SetModelMask { email: String, mask: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +203,11 @@ async fn user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::SetPassword { email } => accounts::set_password(db, &email, &read_password()?).await?,
         UserCommand::Disable { email } => accounts::disable(db, &email).await?,
         UserCommand::Enable { email } => accounts::enable(db, &email).await?,
+        UserCommand::SetModelMask { email, mask } => {
+            let mask = mask.as_deref().map(ModelMask::parse).transpose()?;
+            let user = accounts::find_by_email(db, &email).await?.user_id();
+            accounts::set_model_mask(db, Actor::System, user, mask).await?
+        }
     };
     let state = if row.disabled { "disabled" } else { "active" };
     println!("{}\t{}\t{}\t{}", row.user_id(), row.email, row.role, state);

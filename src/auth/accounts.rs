@@ -8,7 +8,7 @@ use super::{Viewer, password, session};
 use crate::config::{Config, Registration};
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::user::{self, Role, User};
-use crate::domain::values::{DisplayName, Email, Password};
+use crate::domain::values::{DisplayName, Email, ModelMask, Password};
 use crate::domain::{self, Actor};
 use crate::error::{AppError, AppResult};
 use crate::storage::event_store::{ExecuteError, execute};
@@ -167,7 +167,12 @@ pub async fn authenticate(db: &Db, token: &str) -> AppResult<Option<Viewer>> {
     if now - session.last_seen_at.0 > LAST_SEEN_RESOLUTION {
         sessions::touch(&mut conn, session.session_id(), now).await?;
     }
-    Ok(Some(Viewer { user_id: user.user_id(), session_id: session.session_id(), role: user.role() }))
+    Ok(Some(Viewer {
+        user_id: user.user_id(),
+        session_id: session.session_id(),
+        role: user.role(),
+        model_mask: user.model_mask(),
+    }))
 }
 
 /// Deletes expired sessions every hour, for as long as the server runs.
@@ -220,6 +225,23 @@ async fn administer(db: &Db, email: &str, command: user::Command, effects: Effec
         .boxed()
     })
     .await
+}
+
+/// Limits the models a user may use (`None`: all), as the operator or an administrator.
+pub async fn set_model_mask(db: &Db, actor: Actor, user: UserId, mask: Option<ModelMask>) -> AppResult<UserRow> {
+    db.write(|conn| {
+        async move {
+            execute::<User>(conn, user.uuid(), actor, user::Command::SetModelMask { mask }).await?;
+            users::find(conn, user).await?.ok_or(AppError::NotFound("user"))
+        }
+        .boxed()
+    })
+    .await
+}
+
+/// The id of the account with this email.
+pub async fn find_by_email(db: &Db, email: &str) -> AppResult<UserRow> {
+    user_by_email(db, email).await
 }
 
 pub async fn set_role(db: &Db, email: &str, role: Role) -> AppResult<UserRow> {

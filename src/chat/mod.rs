@@ -13,6 +13,7 @@ use futures_util::FutureExt;
 pub use recovery::{keep_sweeping, sweep_stale_replies};
 
 use crate::app::App;
+use crate::auth::Viewer;
 use crate::bus::Delta;
 use crate::domain::conversation::{Command, Conversation, ReplyOutcome};
 use crate::domain::ids::{ConversationId, MessageId};
@@ -138,12 +139,16 @@ pub async fn command(app: &App, actor: Actor, id: ConversationId, command: Comma
 /// Records the user's message, starts the reply, and returns the user's message.
 pub async fn send_message(
     app: &Arc<App>,
-    actor: Actor,
+    viewer: &Viewer,
     id: ConversationId,
     content: MessageContent,
 ) -> AppResult<MessageRow> {
+    let actor = viewer.actor();
     let mut conn = app.db.conn().await?;
-    let conversation = conversations::find(&mut conn, id).await?.ok_or(AppError::NotFound("conversation"))?;
+    let conversation = match conversations::find(&mut conn, id).await? {
+        Some(row) if domain::access::actor_can_read(actor, row.owner()) => row,
+        _ => return Err(AppError::NotFound("conversation")),
+    };
     drop(conn);
     let model = match &conversation.model_id {
         Some(id) => app
@@ -152,6 +157,9 @@ pub async fn send_message(
             .ok_or_else(|| AppError::bad_input("modelId", format!("model `{id}` is no longer offered")))?,
         None => app.catalog.default_model(),
     };
+    if !viewer.may_use(&model.id) {
+        return Err(AppError::Forbidden("your account may not use this conversation's model"));
+    }
     let (message_id, reply_id) = (MessageId::new(), MessageId::new());
     let send = Command::SendMessage { message_id, content, reply_id, model_id: model.id.clone() };
     let (message, events) = app

@@ -55,12 +55,16 @@ async fn context(app: &App, reply: &Reply, model: &Model) -> AppResult<ChatReque
             content: m.content,
         })
         .collect();
+    let (system, temperature, max_tokens) = match conversation {
+        Some(c) => (c.system_prompt, c.temperature, c.max_tokens),
+        None => (None, None, None),
+    };
     Ok(ChatRequest {
         model: model.upstream_id.clone(),
-        system: conversation.and_then(|c| c.system_prompt),
+        system,
         messages,
-        temperature: None,
-        max_tokens: None,
+        temperature: temperature.map(|t| t as f32),
+        max_tokens: max_tokens.and_then(|n| u32::try_from(n).ok()),
     })
 }
 

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::{MessageId, UserId};
-use super::values::{MessageContent, ModelId, SystemPrompt, Title};
+use super::values::{MessageContent, ModelId, Sampling, SystemPrompt, Title};
 use super::{Actor, Aggregate, DomainEvent, access};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,7 @@ pub enum Command {
         title: Title,
         model_id: Option<ModelId>,
         system_prompt: Option<SystemPrompt>,
+        sampling: Sampling,
     },
     Rename {
         title: Title,
@@ -90,6 +91,10 @@ pub enum Event {
         title: String,
         model_id: Option<String>,
         system_prompt: Option<String>,
+        #[serde(default)]
+        temperature: Option<f64>,
+        #[serde(default)]
+        max_tokens: Option<i64>,
     },
     ConversationRenamed {
         title: String,
@@ -173,8 +178,7 @@ impl Conversation {
     /// The state as seen by `actor`: absent when it does not exist or is not theirs.
     fn visible_to(&self, actor: Actor) -> Result<&State, Rejection> {
         match (&self.state, actor) {
-            (Some(state), Actor::System) => Ok(state),
-            (Some(state), Actor::User(user)) if access::can_read(user, state.owner) => Ok(state),
+            (Some(state), actor) if access::actor_can_read(actor, state.owner) => Ok(state),
             _ => Err(Rejection::NotFound),
         }
     }
@@ -186,7 +190,7 @@ impl Aggregate for Conversation {
     type Rejection = Rejection;
 
     fn decide(&self, actor: Actor, command: Command) -> Result<Vec<Event>, Rejection> {
-        if let Command::Create { owner, title, model_id, system_prompt } = command {
+        if let Command::Create { owner, title, model_id, system_prompt, sampling } = command {
             if self.state.is_some() {
                 return Err(Rejection::AlreadyExists);
             }
@@ -195,6 +199,8 @@ impl Aggregate for Conversation {
                 title: title.into_inner(),
                 model_id: model_id.map(ModelId::into_inner),
                 system_prompt: system_prompt.map(SystemPrompt::into_inner),
+                temperature: sampling.temperature,
+                max_tokens: sampling.max_tokens,
             }]);
         }
         let state = self.visible_to(actor)?;
@@ -287,7 +293,14 @@ mod tests {
     }
 
     fn created(owner: UserId) -> Event {
-        Event::ConversationCreated { owner_id: owner, title: "Plans".into(), model_id: None, system_prompt: None }
+        Event::ConversationCreated {
+            owner_id: owner,
+            title: "Plans".into(),
+            model_id: None,
+            system_prompt: None,
+            temperature: None,
+            max_tokens: None,
+        }
     }
 
     fn message(text: &str) -> Command {
@@ -313,7 +326,13 @@ mod tests {
         let events = given(&[])
             .decide(
                 Actor::User(owner),
-                Command::Create { owner, title: title("Plans"), model_id: None, system_prompt: None },
+                Command::Create {
+                    owner,
+                    title: title("Plans"),
+                    model_id: None,
+                    system_prompt: None,
+                    sampling: Sampling::default(),
+                },
             )
             .expect("created");
         assert_eq!(events, vec![created(owner)]);
@@ -324,7 +343,13 @@ mod tests {
         let owner = UserId::new();
         let outcome = given(&[created(owner)]).decide(
             Actor::User(owner),
-            Command::Create { owner, title: title("Again"), model_id: None, system_prompt: None },
+            Command::Create {
+                owner,
+                title: title("Again"),
+                model_id: None,
+                system_prompt: None,
+                sampling: Sampling::default(),
+            },
         );
         assert_eq!(outcome, Err(Rejection::AlreadyExists));
     }

@@ -14,17 +14,19 @@ use serde::de::DeserializeOwned;
 
 use ids::UserId;
 
-/// Who performs a command: a signed-in user, or the operator through the CLI.
+/// Who performs a command: a signed-in user (an administrator may manage accounts),
+/// or the operator through the CLI and the server itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
     User(UserId),
+    Admin(UserId),
     System,
 }
 
 impl Actor {
     pub fn user_id(self) -> Option<UserId> {
         match self {
-            Actor::User(id) => Some(id),
+            Actor::User(id) | Actor::Admin(id) => Some(id),
             Actor::System => None,
         }
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{DisplayName, Email};
+use super::values::{DisplayName, Email, ModelMask};
 use super::{Actor, Aggregate, DomainEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,11 +32,21 @@ impl Role {
 
 #[derive(Debug)]
 pub enum Command {
-    Register { email: Email, name: DisplayName, role: Role },
-    SetRole { role: Role },
+    Register {
+        email: Email,
+        name: DisplayName,
+        role: Role,
+    },
+    SetRole {
+        role: Role,
+    },
     ChangePassword,
     Disable,
     Enable,
+    /// Limits the models the user may use; `None` allows all.
+    SetModelMask {
+        mask: Option<ModelMask>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +57,7 @@ pub enum Event {
     UserPasswordChanged {},
     UserDisabled {},
     UserEnabled {},
+    UserModelMaskChanged { mask: Option<String> },
 }
 
 impl DomainEvent for Event {}
@@ -66,6 +77,8 @@ pub enum Rejection {
 struct State {
     role: Role,
     disabled: bool,
+    #[serde(default)]
+    model_mask: Option<String>,
 }
 
 // Snapshots of an older shape must fail to load rather than read as something else.
@@ -88,8 +101,7 @@ impl Aggregate for User {
             return Ok(vec![Event::UserRegistered { email: email.as_str().to_owned(), name: name.into_inner(), role }]);
         }
         let state = self.state.as_ref().ok_or(Rejection::NotFound)?;
-        // Account administration is the operator's (CLI) for now.
-        let operator = actor == Actor::System;
+        let operator = matches!(actor, Actor::System | Actor::Admin(_));
         match command {
             Command::Register { .. } => unreachable!("handled above"),
             Command::SetRole { role } if operator => {
@@ -98,20 +110,27 @@ impl Aggregate for User {
             Command::ChangePassword if operator => Ok(vec![Event::UserPasswordChanged {}]),
             Command::Disable if operator => Ok(if state.disabled { vec![] } else { vec![Event::UserDisabled {}] }),
             Command::Enable if operator => Ok(if state.disabled { vec![Event::UserEnabled {}] } else { vec![] }),
-            Command::SetRole { .. } | Command::ChangePassword | Command::Disable | Command::Enable => {
-                Err(Rejection::Forbidden)
+            Command::SetModelMask { mask } if operator => {
+                let mask = mask.map(|m| m.as_str().to_owned());
+                Ok(if state.model_mask == mask { vec![] } else { vec![Event::UserModelMaskChanged { mask }] })
             }
+            Command::SetRole { .. }
+            | Command::ChangePassword
+            | Command::Disable
+            | Command::Enable
+            | Command::SetModelMask { .. } => Err(Rejection::Forbidden),
         }
     }
 
     fn evolve(self, event: &Event) -> Self {
         let state = match (self.state, event) {
-            (_, Event::UserRegistered { role, .. }) => State { role: *role, disabled: false },
+            (_, Event::UserRegistered { role, .. }) => State { role: *role, disabled: false, model_mask: None },
             (None, _) => return User { state: None },
             (Some(state), Event::UserRoleChanged { role }) => State { role: *role, ..state },
             (Some(state), Event::UserPasswordChanged {}) => state,
             (Some(state), Event::UserDisabled {}) => State { disabled: true, ..state },
             (Some(state), Event::UserEnabled {}) => State { disabled: false, ..state },
+            (Some(state), Event::UserModelMaskChanged { mask }) => State { model_mask: mask.clone(), ..state },
         };
         User { state: Some(state) }
     }
@@ -147,6 +166,22 @@ mod tests {
             registered().decide(Actor::System, Command::SetRole { role: Role::Admin }),
             Ok(vec![Event::UserRoleChanged { role: Role::Admin }])
         );
+    }
+
+    #[test]
+    fn administrators_set_model_masks() {
+        let mask = || Some(ModelMask::parse("gpt-.*").expect("mask"));
+        let admin = Actor::Admin(UserId::new());
+        assert_eq!(
+            registered().decide(admin, Command::SetModelMask { mask: mask() }),
+            Ok(vec![Event::UserModelMaskChanged { mask: Some("gpt-.*".into()) }])
+        );
+        assert_eq!(
+            registered().decide(Actor::User(UserId::new()), Command::SetModelMask { mask: mask() }),
+            Err(Rejection::Forbidden)
+        );
+        let masked = registered().evolve(&Event::UserModelMaskChanged { mask: Some("gpt-.*".into()) });
+        assert_eq!(masked.decide(admin, Command::SetModelMask { mask: mask() }), Ok(vec![]));
     }
 
     #[test]

@@ -123,6 +123,61 @@ impl Email {
     }
 }
 
+/// How a conversation's model samples: both optional, the model's defaults otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Sampling {
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<i64>,
+}
+
+impl Sampling {
+    pub fn parse(temperature: Option<f64>, max_tokens: Option<i64>) -> Result<Self, Invalid> {
+        if temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return Err(Invalid::new("temperature", "must be between 0 and 2"));
+        }
+        if max_tokens.is_some_and(|n| !(1..=1_000_000).contains(&n)) {
+            return Err(Invalid::new("maxTokens", "must be between 1 and 1000000"));
+        }
+        Ok(Sampling { temperature, max_tokens })
+    }
+}
+
+/// A regular expression a model id must match entirely for a user to use that model.
+#[derive(Debug, Clone)]
+pub struct ModelMask {
+    source: String,
+    /// `None` for a stored mask that no longer compiles: it allows nothing.
+    regex: Option<regex::Regex>,
+}
+
+impl ModelMask {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let source = bounded("mask", raw, 500)?;
+        let regex = regex::Regex::new(&format!("^(?:{source})$"))
+            .map_err(|e| Invalid::new("mask", format!("is not a regular expression: {e}")))?;
+        Ok(ModelMask { source, regex: Some(regex) })
+    }
+
+    /// A stored mask, read back; one that no longer compiles allows no model.
+    pub fn stored(source: &str) -> Self {
+        ModelMask::parse(source).unwrap_or_else(|_| ModelMask { source: source.to_owned(), regex: None })
+    }
+
+    pub fn allows(&self, model_id: &str) -> bool {
+        self.regex.as_ref().is_some_and(|regex| regex.is_match(model_id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl PartialEq for ModelMask {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
 /// A new password, checked for length only (long passphrases beat composition rules).
 #[derive(Clone)]
 pub struct Password(String);
@@ -178,6 +233,14 @@ mod tests {
         assert!(Password::parse("short").is_err());
         let password = Password::parse("long enough secret").expect("valid");
         assert!(!format!("{password:?}").contains("secret"));
+    }
+
+    #[test]
+    fn model_masks_match_whole_ids() {
+        let mask = ModelMask::parse("claude-.*|gpt-4o").expect("mask");
+        assert!(mask.allows("claude-sonnet") && mask.allows("gpt-4o"));
+        assert!(!mask.allows("gpt-4o-mini") && !mask.allows("my-claude-x"));
+        assert!(ModelMask::parse("(unclosed").is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct User {
     pub name: String,
     pub role: UserRole,
     pub created_at: DateTime<Utc>,
+    /// The models the user may use, as a regular expression; null allows all.
+    pub model_mask: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -27,6 +29,7 @@ impl From<UserRow> for User {
             email: row.email,
             name: row.name,
             created_at: row.created_at.0,
+            model_mask: row.model_mask,
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::config::MAX_PAGE_SIZE_LIMIT;
 use crate::domain::access;
 use crate::domain::conversation::{self, Command};
 use crate::domain::ids::{ConversationId, UserId};
-use crate::domain::values::{MessageContent, ModelId, SystemPrompt, Title};
+use crate::domain::values::{MessageContent, ModelId, Sampling, SystemPrompt, Title};
 use crate::error::{AppError, AppResult};
 use crate::storage::DbConn;
 use crate::storage::event_store;
@@ -72,6 +72,14 @@ impl Conversation {
 
     async fn system_prompt(&self) -> Option<&str> {
         self.0.system_prompt.as_deref()
+    }
+
+    async fn temperature(&self) -> Option<f64> {
+        self.0.temperature
+    }
+
+    async fn max_tokens(&self) -> Option<i64> {
+        self.0.max_tokens
     }
 
     async fn status(&self) -> ConversationStatus {
@@ -230,6 +238,10 @@ pub struct CreateConversationInput {
     /// Defaults to the server's default model.
     pub model_id: Option<String>,
     pub system_prompt: Option<String>,
+    /// Sampling temperature, 0 to 2; the model's default when absent.
+    pub temperature: Option<f64>,
+    /// Longest reply, in tokens; the model's default when absent.
+    pub max_tokens: Option<i64>,
 }
 
 #[derive(InputObject)]
@@ -341,14 +353,20 @@ impl ConversationMutation {
     async fn create_conversation(&self, ctx: &Context<'_>, input: CreateConversationInput) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
         let model_id = input.model_id.as_deref().map(ModelId::parse).transpose()?;
-        if let Some(model) = &model_id
-            && ctx.app().catalog.get(model.as_str()).is_none()
-        {
-            return Err(AppError::bad_input("modelId", format!("no model `{}` is offered", model.as_str())).into());
+        let catalog = &ctx.app().catalog;
+        let model = match &model_id {
+            Some(id) => catalog
+                .get(id.as_str())
+                .ok_or_else(|| AppError::bad_input("modelId", format!("no model `{}` is offered", id.as_str())))?,
+            None => catalog.default_model(),
+        };
+        if !viewer.may_use(&model.id) {
+            return Err(AppError::Forbidden("your account may not use this model").into());
         }
         let command = Command::Create {
             owner: viewer.user_id,
             title: Title::parse(input.title.as_deref().unwrap_or(DEFAULT_TITLE))?,
+            sampling: Sampling::parse(input.temperature, input.max_tokens)?,
             model_id,
             system_prompt: input.system_prompt.as_deref().map(SystemPrompt::parse).transpose()?,
         };
@@ -381,7 +399,7 @@ impl ConversationMutation {
         let viewer = ctx.viewer()?;
         let id = parse_id("conversationId", &input.conversation_id, ConversationId::parse)?;
         let content = MessageContent::parse(&input.content)?;
-        Ok(Message(chat::send_message(ctx.app(), viewer.actor(), id, content).await?))
+        Ok(Message(chat::send_message(ctx.app(), viewer, id, content).await?))
     }
 
     /// Stops the reply streaming in a conversation; the text so far is kept.

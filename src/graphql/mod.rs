@@ -1,6 +1,7 @@
 //! The GraphQL API, assembled from one part per resource.
 
 pub mod account;
+mod admin;
 mod authentication;
 pub mod conversation;
 pub mod error;
@@ -23,7 +24,7 @@ pub use error::{ApiError, ApiResult};
 pub struct Query(account::AccountQuery, conversation::ConversationQuery, model::ModelQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation, conversation::ConversationMutation);
+pub struct Mutation(account::AccountMutation, conversation::ConversationMutation, admin::AdminMutation);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(live::LiveSubscription);

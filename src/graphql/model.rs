@@ -21,14 +21,15 @@ pub struct ModelQuery;
 
 #[Object]
 impl ModelQuery {
-    /// The models this server offers.
+    /// The models this server offers the viewer (their model mask applied).
     async fn models(&self, ctx: &Context<'_>) -> ApiResult<Vec<Model>> {
-        ctx.viewer()?;
+        let viewer = ctx.viewer()?;
         let catalog = &ctx.app().catalog;
         let default = &catalog.default_model().id;
         Ok(catalog
             .models()
             .iter()
+            .filter(|m| viewer.may_use(&m.id))
             .map(|m| Model {
                 id: m.id.clone(),
                 display_name: m.display_name.clone(),

@@ -29,6 +29,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> UtcTime,
         updated_at -> UtcTime,
+        model_mask -> Nullable<Text>,
     }
 }
 
@@ -48,6 +49,8 @@ diesel::table! {
         version -> BigInt,
         created_at -> UtcTime,
         updated_at -> UtcTime,
+        temperature -> Nullable<Double>,
+        max_tokens -> Nullable<BigInt>,
     }
 }
 

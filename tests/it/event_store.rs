@@ -163,8 +163,14 @@ async fn commands_on_long_streams_use_snapshots(app: TestApp) {
         Ok(domain::Event::Conversation(Event::UserMessageAdded { seq, .. })) => seq,
         other => panic!("unexpected {other:?}"),
     };
-    run(Command::Create { owner, title: Title::parse("long").expect("title"), model_id: None, system_prompt: None })
-        .await;
+    run(Command::Create {
+        owner,
+        title: Title::parse("long").expect("title"),
+        model_id: None,
+        system_prompt: None,
+        sampling: Default::default(),
+    })
+    .await;
     for n in 1..=40 {
         let (send, finish) = exchange(n);
         assert_eq!(seq_of(&run(send).await), 2 * n as i64 - 1);

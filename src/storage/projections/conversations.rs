@@ -28,6 +28,8 @@ pub struct ConversationRow {
     pub version: i64,
     pub created_at: DbTime,
     pub updated_at: DbTime,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<i64>,
 }
 
 impl ConversationRow {
@@ -109,7 +111,7 @@ impl Table for Conversations {
 pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<Conversations>> {
     let version = Some(stored.stream_version);
     let update = match event {
-        Event::ConversationCreated { owner_id, title, model_id, system_prompt } => {
+        Event::ConversationCreated { owner_id, title, model_id, system_prompt, temperature, max_tokens } => {
             return Some(RowChange::Insert(ConversationRow {
                 id: stored.stream_id,
                 owner_id: DbUuid(owner_id.uuid()),
@@ -122,6 +124,8 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
                 version: stored.stream_version,
                 created_at: stored.occurred_at,
                 updated_at: stored.occurred_at,
+                temperature: *temperature,
+                max_tokens: *max_tokens,
             }));
         }
         Event::ConversationRenamed { title } => ConversationUpdate {

@@ -6,6 +6,7 @@ use diesel_async::RunQueryDsl;
 use super::{RowChange, Table};
 use crate::domain::ids::UserId;
 use crate::domain::user::{Event, Role};
+use crate::domain::values::ModelMask;
 use crate::storage::event_store::RecordedEvent;
 use crate::storage::schema::users;
 use crate::storage::sql_types::{DbTime, DbUuid};
@@ -21,6 +22,7 @@ pub struct UserRow {
     pub disabled: bool,
     pub created_at: DbTime,
     pub updated_at: DbTime,
+    pub model_mask: Option<String>,
 }
 
 impl UserRow {
@@ -31,6 +33,10 @@ impl UserRow {
     pub fn role(&self) -> Role {
         Role::parse(&self.role).unwrap_or(Role::User)
     }
+
+    pub fn model_mask(&self) -> Option<ModelMask> {
+        self.model_mask.as_deref().map(ModelMask::stored)
+    }
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -39,6 +45,7 @@ pub struct UserUpdate {
     role: Option<String>,
     disabled: Option<bool>,
     updated_at: Option<DbTime>,
+    model_mask: Option<Option<String>>,
 }
 
 pub struct Users;
@@ -54,6 +61,9 @@ impl Table for Users {
     fn merge(update: UserUpdate, row: &mut UserRow) {
         if let Some(role) = update.role {
             row.role = role;
+        }
+        if let Some(mask) = update.model_mask {
+            row.model_mask = mask;
         }
         row.disabled = update.disabled.unwrap_or(row.disabled);
         row.updated_at = update.updated_at.unwrap_or(row.updated_at);
@@ -87,6 +97,7 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
                 disabled: false,
                 created_at: stored.occurred_at,
                 updated_at: stored.occurred_at,
+                model_mask: None,
             }));
         }
         Event::UserRoleChanged { role } => {
@@ -95,6 +106,9 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
         Event::UserPasswordChanged {} => UserUpdate { updated_at: at, ..Default::default() },
         Event::UserDisabled {} => UserUpdate { disabled: Some(true), updated_at: at, ..Default::default() },
         Event::UserEnabled {} => UserUpdate { disabled: Some(false), updated_at: at, ..Default::default() },
+        Event::UserModelMaskChanged { mask } => {
+            UserUpdate { model_mask: Some(mask.clone()), updated_at: at, ..Default::default() }
+        }
     };
     Some(RowChange::Update(stored.stream_id, update))
 }

@@ -1,0 +1,3 @@
+ALTER TABLE conversations DROP COLUMN max_tokens;
+ALTER TABLE conversations DROP COLUMN temperature;
+ALTER TABLE users DROP COLUMN model_mask;

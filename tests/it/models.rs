@@ -1,0 +1,113 @@
+//! The model catalog, per-conversation settings, and model masks.
+
+use serde_json::json;
+
+use crate::support::fake_openai::{FakeOpenAi, Script};
+use crate::support::{TestApp, error_code, on_both_backends};
+
+async fn the_catalog_and_per_conversation_settings(app: TestApp) {
+    let fake = FakeOpenAi::start(Script { tokens: 2, ..Script::default() }).await;
+    let app = app
+        .restart(&[("OPENAI_BASE_URL", &fake.base_url()), ("OPENAI_MODELS", "gpt-4o, claude-sonnet, llama-3")])
+        .await;
+    let (token, _) = app.register("ada@example.com").await;
+    let models = app.ok(Some(&token), "{ models { id provider isDefault } }", json!({})).await;
+    assert_eq!(
+        models["models"],
+        json!([
+            { "id": "gpt-4o", "provider": "openai", "isDefault": true },
+            { "id": "claude-sonnet", "provider": "openai", "isDefault": false },
+            { "id": "llama-3", "provider": "openai", "isDefault": false },
+        ])
+    );
+    let created = app
+        .ok(
+            Some(&token),
+            "mutation { createConversation(input: { modelId: \"llama-3\", systemPrompt: \"Be brief.\", temperature: 0.2, maxTokens: 64 }) { id modelId temperature maxTokens } }",
+            json!({}),
+        )
+        .await;
+    let conversation = created["createConversation"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["createConversation"]["temperature"], 0.2);
+    app.send_and_wait(&token, &conversation, "Hi").await;
+    let request = &fake.requests()[0];
+    assert_eq!(request["model"], "llama-3");
+    assert_eq!(request["max_tokens"], 64);
+    assert!((request["temperature"].as_f64().expect("temperature") - 0.2).abs() < 1e-6);
+    assert_eq!(request["messages"][0], json!({ "role": "system", "content": "Be brief." }));
+
+    for (input, field) in [
+        ("{ modelId: \"no-such-model\" }", "modelId"),
+        ("{ temperature: 3.5 }", "temperature"),
+        ("{ maxTokens: 0 }", "maxTokens"),
+    ] {
+        let body = app
+            .graphql(Some(&token), &format!("mutation {{ createConversation(input: {input}) {{ id }} }}"), json!({}))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{input}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field);
+    }
+}
+
+async fn a_model_mask_hides_models_and_is_enforced(app: TestApp) {
+    let fake = FakeOpenAi::start(Script { tokens: 2, ..Script::default() }).await;
+    let app = app.restart(&[("OPENAI_BASE_URL", &fake.base_url()), ("OPENAI_MODELS", "gpt-4o,claude-sonnet")]).await;
+    let (admin, _) = app.register("admin@example.com").await;
+    let (token, user_id) = app.register("bob@example.com").await;
+    let open = app
+        .ok(Some(&token), "mutation { createConversation(input: { modelId: \"gpt-4o\" }) { id } }", json!({}))
+        .await["createConversation"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let set = "mutation($id: ID!, $mask: String) { setUserModelMask(userId: $id, mask: $mask) { id modelMask } }";
+    let refused = app.graphql(Some(&token), set, json!({ "id": user_id, "mask": "claude-.*" })).await;
+    assert_eq!(error_code(&refused), "FORBIDDEN", "only administrators set masks");
+    let bad = app.graphql(Some(&admin), set, json!({ "id": user_id, "mask": "(claude" })).await;
+    assert_eq!(error_code(&bad), "BAD_USER_INPUT");
+    let masked = app.ok(Some(&admin), set, json!({ "id": user_id, "mask": "claude-.*" })).await;
+    assert_eq!(masked["setUserModelMask"]["modelMask"], "claude-.*");
+
+    let models = app.ok(Some(&token), "{ models { id } }", json!({})).await;
+    assert_eq!(models["models"], json!([{ "id": "claude-sonnet" }]), "hidden from the list");
+    let create = app
+        .graphql(Some(&token), "mutation { createConversation(input: { modelId: \"gpt-4o\" }) { id } }", json!({}))
+        .await;
+    assert_eq!(error_code(&create), "FORBIDDEN");
+    let before = fake.requests().len();
+    let send = app.send_message(&token, &open, "Still there?").await;
+    assert_eq!(error_code(&send), "FORBIDDEN", "refused on send, not only hidden");
+    assert_eq!(fake.requests().len(), before, "the model was never called");
+
+    let allowed = app
+        .ok(Some(&token), "mutation { createConversation(input: { modelId: \"claude-sonnet\" }) { id } }", json!({}))
+        .await["createConversation"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.send_and_wait(&token, &allowed, "Hello").await;
+    assert_eq!(fake.requests().last().expect("a request")["model"], "claude-sonnet");
+
+    app.ok(Some(&admin), set, json!({ "id": user_id, "mask": null })).await;
+    assert!(app.send_message(&token, &open, "Now?").await.get("errors").is_none(), "no mask allows all");
+}
+
+async fn the_cli_sets_model_masks(app: TestApp) {
+    let (token, _) = app.register("ada@example.com").await;
+    let (ok, out) = app.cli(&["user", "set-model-mask", "ada@example.com", "nothing-matches"], "");
+    assert!(ok, "{out}");
+    let models = app.ok(Some(&token), "{ models { id } me { modelMask } }", json!({})).await;
+    assert_eq!(models["models"], json!([]));
+    assert_eq!(models["me"]["modelMask"], "nothing-matches");
+    let (ok, out) = app.cli(&["user", "set-model-mask", "ada@example.com"], "");
+    assert!(ok, "{out}");
+    let models = app.ok(Some(&token), "{ models { id } }", json!({})).await;
+    assert_eq!(models["models"], json!([{ "id": "demo" }]));
+}
+
+on_both_backends!(
+    the_catalog_and_per_conversation_settings,
+    a_model_mask_hides_models_and_is_enforced,
+    the_cli_sets_model_masks,
+);
