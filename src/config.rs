@@ -40,9 +40,21 @@ pub struct OpenAiEndpoint {
     pub models: Option<Vec<String>>,
 }
 
+/// AWS Bedrock. Credentials not given here come from the standard AWS chain.
+#[derive(Debug, Clone)]
+pub struct BedrockSettings {
+    /// The Bedrock model ids (or inference profiles) to offer.
+    pub models: Vec<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// A Bedrock API key, sent as a bearer token instead of signing with credentials.
+    pub bearer_token: Option<SecretString>,
+}
+
 /// Language models and how replies are streamed.
 #[derive(Debug, Clone)]
 pub struct LlmConfig {
+    pub bedrock: Option<BedrockSettings>,
     pub openai: Option<OpenAiEndpoint>,
     pub default_model: Option<String>,
     /// Pause between the demo model's words.
@@ -132,12 +144,16 @@ impl Config {
             },
             max_body_bytes: parse(&var, "MAX_BODY_BYTES", 2 * 1024 * 1024)?,
             llm: LlmConfig {
+                bedrock: var("BEDROCK_MODELS").map(|list| BedrockSettings {
+                    models: split_list(&list),
+                    region: var("AWS_REGION"),
+                    endpoint_url: var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"),
+                    bearer_token: var("AWS_BEARER_TOKEN_BEDROCK").map(SecretString::from),
+                }),
                 openai: var("OPENAI_BASE_URL").map(|base_url| OpenAiEndpoint {
                     base_url,
                     api_key: var("OPENAI_API_KEY").map(SecretString::from),
-                    models: var("OPENAI_MODELS").map(|list| {
-                        list.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect()
-                    }),
+                    models: var("OPENAI_MODELS").map(|list| split_list(&list)),
                 }),
                 default_model: var("LITESKILL_DEFAULT_MODEL"),
                 demo_token_delay: Duration::from_millis(parse(&var, "LITESKILL_DEMO_DELAY_MS", 30)?),
@@ -152,6 +168,11 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
     }
+}
+
+/// The non-empty items of a comma-separated list.
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
 }
 
 fn parse<T: std::str::FromStr>(var: &impl Fn(&str) -> Option<String>, key: &str, default: T) -> Result<T, ConfigError> {

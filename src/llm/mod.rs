@@ -1,6 +1,7 @@
 //! Language models: one [`Provider`] trait, with a wire client per kind of endpoint,
 //! and the catalog of models users may choose from.
 
+pub mod bedrock;
 pub mod demo;
 pub mod openai;
 
@@ -77,7 +78,7 @@ pub struct Model {
     /// The id users and the API see.
     pub id: String,
     pub display_name: String,
-    /// `demo` or `openai`.
+    /// `bedrock`, `openai` or `demo`.
     pub provider_kind: &'static str,
     /// The id the provider knows the model by.
     pub upstream_id: String,
@@ -95,6 +96,16 @@ impl Catalog {
     /// models when none are listed. Without any endpoint, the demo model is offered.
     pub async fn from_config(config: &LlmConfig) -> anyhow::Result<Catalog> {
         let mut models = vec![];
+        if let Some(settings) = &config.bedrock {
+            let provider: Arc<dyn Provider> = Arc::new(bedrock::Bedrock::new(settings).await);
+            models.extend(settings.models.iter().map(|id| Model {
+                id: id.clone(),
+                display_name: id.clone(),
+                provider_kind: "bedrock",
+                upstream_id: id.clone(),
+                provider: provider.clone(),
+            }));
+        }
         if let Some(endpoint) = &config.openai {
             let provider = Arc::new(openai::OpenAi::new(endpoint.clone())?);
             let ids = match &endpoint.models {

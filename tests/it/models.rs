@@ -2,22 +2,35 @@
 
 use serde_json::json;
 
-use crate::support::fake_openai::{FakeOpenAi, Script};
+use crate::support::fake_llm::{BOTH, FakeLlm, Script, Wire};
 use crate::support::{TestApp, error_code, on_both_backends};
 
+/// An app served by a fake endpoint of `wire`, offering `models`.
+async fn serve(app: TestApp, wire: Wire, models: &str) -> (TestApp, FakeLlm) {
+    let fake = FakeLlm::start(wire, Script { tokens: 2, ..Script::default() }).await;
+    let settings = fake.settings(Some(models));
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    (app.restart(&settings).await, fake)
+}
+
 async fn the_catalog_and_per_conversation_settings(app: TestApp) {
-    let fake = FakeOpenAi::start(Script { tokens: 2, ..Script::default() }).await;
-    let app = app
-        .restart(&[("OPENAI_BASE_URL", &fake.base_url()), ("OPENAI_MODELS", "gpt-4o, claude-sonnet, llama-3")])
-        .await;
-    let (token, _) = app.register("ada@example.com").await;
+    let mut app = app;
+    for wire in BOTH {
+        app = catalog_on(app, wire).await;
+    }
+}
+
+async fn catalog_on(app: TestApp, wire: Wire) -> TestApp {
+    let (app, fake) = serve(app, wire, "gpt-4o, claude-sonnet, llama-3").await;
+    let provider = if wire == Wire::OpenAi { "openai" } else { "bedrock" };
+    let (token, _) = app.register(&format!("{provider}@example.com")).await;
     let models = app.ok(Some(&token), "{ models { id provider isDefault } }", json!({})).await;
     assert_eq!(
         models["models"],
         json!([
-            { "id": "gpt-4o", "provider": "openai", "isDefault": true },
-            { "id": "claude-sonnet", "provider": "openai", "isDefault": false },
-            { "id": "llama-3", "provider": "openai", "isDefault": false },
+            { "id": "gpt-4o", "provider": provider, "isDefault": true },
+            { "id": "claude-sonnet", "provider": provider, "isDefault": false },
+            { "id": "llama-3", "provider": provider, "isDefault": false },
         ])
     );
     let created = app
@@ -34,7 +47,8 @@ async fn the_catalog_and_per_conversation_settings(app: TestApp) {
     assert_eq!(request["model"], "llama-3");
     assert_eq!(request["max_tokens"], 64);
     assert!((request["temperature"].as_f64().expect("temperature") - 0.2).abs() < 1e-6);
-    assert_eq!(request["messages"][0], json!({ "role": "system", "content": "Be brief." }));
+    assert_eq!(request["system"], "Be brief.");
+    assert_eq!(request["messages"], json!([{ "role": "user", "content": "Hi" }]));
 
     for (input, field) in [
         ("{ modelId: \"no-such-model\" }", "modelId"),
@@ -47,11 +61,11 @@ async fn the_catalog_and_per_conversation_settings(app: TestApp) {
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{input}");
         assert_eq!(body["errors"][0]["extensions"]["field"], field);
     }
+    app
 }
 
 async fn a_model_mask_hides_models_and_is_enforced(app: TestApp) {
-    let fake = FakeOpenAi::start(Script { tokens: 2, ..Script::default() }).await;
-    let app = app.restart(&[("OPENAI_BASE_URL", &fake.base_url()), ("OPENAI_MODELS", "gpt-4o,claude-sonnet")]).await;
+    let (app, fake) = serve(app, Wire::OpenAi, "gpt-4o,claude-sonnet").await;
     let (admin, _) = app.register("admin@example.com").await;
     let (token, user_id) = app.register("bob@example.com").await;
     let open = app

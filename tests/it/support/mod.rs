@@ -2,7 +2,7 @@
 //! GraphQL client. Every API test runs on SQLite and on PostgreSQL (`TEST_DATABASE_URL`).
 
 pub mod db;
-pub mod fake_openai;
+pub mod fake_llm;
 pub mod ws;
 
 use std::net::SocketAddr;
