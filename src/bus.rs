@@ -1,4 +1,5 @@
-//! Fan-out of committed events and live reply text, one channel per conversation.
+//! Fan-out of committed events and live reply text: a channel per conversation, and one
+//! per user for the changes to their conversation list.
 //!
 //! Channels are bounded: a subscriber that falls too far behind is told it lagged (and
 //! resumes from its cursor) instead of slowing the reply or the other subscribers.
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::domain::ids::{ConversationId, MessageId};
+use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::storage::event_store::RecordedEvent;
 
 /// Messages a conversation's channel holds for its slowest subscriber.
@@ -31,32 +32,42 @@ pub enum Published {
     Delta(Arc<Delta>),
 }
 
+/// What a channel is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Conversation(ConversationId),
+    /// Everything that changes this user's list of conversations.
+    Viewer(UserId),
+}
+
 #[derive(Default)]
 pub struct Bus {
-    channels: Mutex<HashMap<ConversationId, broadcast::Sender<Published>>>,
+    channels: Mutex<HashMap<Topic, broadcast::Sender<Published>>>,
 }
 
 impl Bus {
-    pub fn subscribe(&self, conversation: ConversationId) -> broadcast::Receiver<Published> {
+    pub fn subscribe(&self, topic: Topic) -> broadcast::Receiver<Published> {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        channels.entry(conversation).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
+        channels.entry(topic).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
     }
 
-    pub fn publish(&self, conversation: ConversationId, message: Published) {
+    pub fn publish(&self, topic: Topic, message: Published) {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(sender) = channels.get(&conversation)
+        if let Some(sender) = channels.get(&topic)
             && sender.send(message).is_err()
         {
             // Nobody listens any more.
-            channels.remove(&conversation);
+            channels.remove(&topic);
         }
     }
 
-    /// Publishes committed events, each on its stream's channel.
-    pub fn publish_events(&self, events: Vec<RecordedEvent>) {
+    /// Publishes a conversation's committed events to its channel and its owner's.
+    pub fn publish_events(&self, owner: UserId, events: Vec<RecordedEvent>) {
         for event in events {
+            let event = Arc::new(event);
             let conversation = ConversationId::from_uuid(event.stream_id.0);
-            self.publish(conversation, Published::Event(Arc::new(event)));
+            self.publish(Topic::Conversation(conversation), Published::Event(event.clone()));
+            self.publish(Topic::Viewer(owner), Published::Event(event));
         }
     }
 }

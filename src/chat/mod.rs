@@ -132,7 +132,7 @@ pub async fn command(app: &App, actor: Actor, id: ConversationId, command: Comma
             .boxed()
         })
         .await?;
-    app.bus.publish_events(events);
+    app.bus.publish_events(row.owner(), events);
     Ok(row)
 }
 
@@ -175,7 +175,7 @@ pub async fn send_message(
             .boxed()
         })
         .await?;
-    app.bus.publish_events(events);
+    app.bus.publish_events(conversation.owner(), events);
     let reply = Arc::new(Reply::new(id, reply_id));
     app.replies.insert(reply.clone());
     tokio::spawn(reply::run(app.clone(), reply, model.clone()));
@@ -228,6 +228,6 @@ async fn finish(
             .boxed()
         })
         .await?;
-    app.bus.publish_events(events);
+    app.bus.publish_events(row.owner(), events);
     Ok(row)
 }

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 
 use super::{Reply, finish};
 use crate::app::App;
-use crate::bus::Published;
+use crate::bus::{Published, Topic};
 use crate::domain::conversation::{Completion, ReplyOutcome};
 use crate::domain::{self, Actor};
 use crate::error::AppResult;
@@ -122,7 +122,7 @@ async fn stream(
             Some(StreamEvent::Text(text)) => {
                 first_token.get_or_insert_with(|| started.elapsed());
                 let delta = reply.push(text);
-                app.bus.publish(reply.conversation, Published::Delta(Arc::new(delta)));
+                app.bus.publish(Topic::Conversation(reply.conversation), Published::Delta(Arc::new(delta)));
             }
             Some(StreamEvent::Finished { stop_reason, input_tokens, output_tokens }) => {
                 let completion = Completion {

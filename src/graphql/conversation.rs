@@ -218,8 +218,9 @@ impl Message {
 /// One recorded change of a conversation: the audit trail.
 #[derive(SimpleObject)]
 pub struct HistoryEvent {
-    /// Resume `conversationEvents` after this event.
+    /// Resume the subscription that delivered this event right after it.
     pub cursor: String,
+    pub conversation_id: ID,
     /// Event type, such as `UserMessageAdded`.
     #[graphql(name = "type")]
     pub event_type: String,
@@ -335,6 +336,7 @@ impl ConversationQuery {
             |event| position_cursor(event.stream_version),
             |event| HistoryEvent {
                 cursor: position_cursor(event.stream_version),
+                conversation_id: ID(event.stream_id.0.to_string()),
                 version: event.stream_version,
                 occurred_at: event.occurred_at(),
                 actor: event.actor_id.and_then(|id| actors.get(&UserId::from_uuid(id.0))).cloned().map(User::from),

@@ -17,10 +17,10 @@ use super::conversation::{HistoryEvent, readable};
 use super::pagination::{decode_cursor, encode_cursor, position_cursor};
 use super::{ApiError, ContextExt, parse_id};
 use crate::app::App;
-use crate::bus::{Delta, Published};
+use crate::bus::{Delta, Published, Topic};
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::error::AppError;
-use crate::storage::event_store::{self, RecordedEvent};
+use crate::storage::event_store::{self, Cursor, RecordedEvent};
 use crate::storage::projections::users;
 
 /// A piece of a reply being streamed. Join pieces by `offset` (characters before it).
@@ -123,6 +123,7 @@ async fn history_event(app: &App, event: &RecordedEvent, cursor: String) -> Resu
     };
     Ok(HistoryEvent {
         cursor,
+        conversation_id: ID(event.stream_id.0.to_string()),
         event_type: event.event_type.clone(),
         version: event.stream_version,
         actor,
@@ -157,6 +158,63 @@ impl LiveSubscription {
         readable(&mut app.db.conn().await?, &viewer, id).await?;
         Ok(events(app, id, position))
     }
+
+    /// Changes to the viewer's conversations, for keeping a conversation list current on
+    /// every device: each recorded event of every conversation they own. With `after`
+    /// (a cursor this subscription gave), starts right after it; without, from now.
+    async fn viewer_events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = async_graphql::Result<HistoryEvent>> + use<>, ApiError> {
+        let viewer = ctx.viewer()?.user_id;
+        let after = after
+            .as_deref()
+            .map(|cursor| {
+                decode_cursor(cursor)
+                    .ok()
+                    .and_then(|inner| Cursor::parse(&inner))
+                    .ok_or_else(|| AppError::bad_input("after", "is not a cursor from this server"))
+            })
+            .transpose()?;
+        Ok(viewer_events(ctx.app().clone(), viewer, after))
+    }
+}
+
+/// Replays the viewer's events after `after`, then relays new ones; an event read in the
+/// replay and received live is sent once.
+fn viewer_events(
+    app: Arc<App>,
+    viewer: UserId,
+    after: Option<Cursor>,
+) -> impl Stream<Item = async_graphql::Result<HistoryEvent>> {
+    async_stream::try_stream! {
+        let mut live = app.bus.subscribe(Topic::Viewer(viewer));
+        let mut replayed = HashSet::new();
+        if let Some(mut cursor) = after {
+            loop {
+                let mut conn = app.db.conn().await.map_err(AppError::from)?;
+                let batch = event_store::read_owned_after(&mut conn, viewer.uuid(), cursor, 500).await.map_err(AppError::from)?;
+                drop(conn);
+                let Some(last) = batch.last() else { break };
+                cursor = last.cursor();
+                for event in &batch {
+                    replayed.insert(event.position);
+                    yield history_event(&app, event, encode_cursor(&event.cursor().encode())).await?;
+                }
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(Published::Event(event)) if !replayed.remove(&event.position) => {
+                    yield history_event(&app, &event, encode_cursor(&event.cursor().encode())).await?;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => Err(lagged())?,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
 }
 
 fn events(
@@ -165,7 +223,7 @@ fn events(
     position: Position,
 ) -> impl Stream<Item = async_graphql::Result<ConversationEvent>> {
     async_stream::try_stream! {
-        let mut live = app.bus.subscribe(id);
+        let mut live = app.bus.subscribe(Topic::Conversation(id));
         let mut subscriber = Subscriber { position, ended: HashSet::new() };
         let stored = event_store::load_stream_page(&mut app.db.conn().await.map_err(AppError::from)?, id.uuid(), position.version, i64::MAX)
             .await

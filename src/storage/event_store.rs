@@ -235,6 +235,44 @@ pub async fn read_all(conn: &mut DbConn, after_position: i64, limit: i64) -> Sto
     })?)
 }
 
+/// Up to `limit` events of `owner`'s conversations after `cursor`, in log order, never
+/// skipping one that commits later (see [`read_after`]).
+pub async fn read_owned_after(
+    conn: &mut DbConn,
+    owner: Uuid,
+    cursor: Cursor,
+    limit: i64,
+) -> StoreResult<Vec<RecordedEvent>> {
+    use super::schema::conversations;
+    let owner = DbUuid(owner);
+    macro_rules! owned_after_cursor {
+        () => {
+            events::table
+                .inner_join(conversations::table.on(conversations::id.eq(events::stream_id)))
+                .filter(conversations::owner_id.eq(owner))
+                .filter(
+                    sql::<Bool>("(events.tx_id, events.position) > (")
+                        .bind::<BigInt, _>(cursor.tx_id)
+                        .sql(", ")
+                        .bind::<BigInt, _>(cursor.position)
+                        .sql(")"),
+                )
+                .order((events::tx_id.asc(), events::position.asc()))
+                .limit(limit)
+                .select(RecordedEvent::as_select())
+        };
+    }
+    Ok(with_conn!(conn,
+        pg: |c| {
+            owned_after_cursor!()
+                .filter(sql::<Bool>("events.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+                .load(c)
+                .await
+        },
+        sqlite: |c| owned_after_cursor!().load(c).await
+    )?)
+}
+
 /// Number of events in the log.
 pub async fn count(conn: &mut DbConn) -> StoreResult<i64> {
     Ok(with_conn!(conn, |c| events::table.count().get_result(c).await)?)

@@ -334,4 +334,52 @@ on_both_backends!(
     an_upstream_failure_keeps_the_partial_text,
     transient_failures_before_the_first_token_are_retried,
     strangers_cannot_subscribe,
+    viewer_events_follow_the_conversation_list,
 );
+
+const VIEWER_EVENTS: &str =
+    "subscription($after: String) { viewerEvents(after: $after) { cursor type conversationId data } }";
+
+async fn viewer_events_follow_the_conversation_list(app: TestApp) {
+    let (token, _) = app.register("ada@example.com").await;
+    let (other, _) = app.register("bob@example.com").await;
+    let url = format!("ws://{}/graphql/ws", app.address);
+    let (mut device, ack) = WsClient::connect(&url, Protocol::TransportWs, json!({ "token": token })).await;
+    assert_eq!(ack, Ok(()));
+    device.start("list", VIEWER_EVENTS, json!({})).await;
+    // The subscription is live once the server has acknowledged it; give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let first = app.create_conversation(&token, "First").await;
+    app.create_conversation(&other, "Not yours").await;
+    let rename = "mutation($id: ID!, $title: String!) { renameConversation(id: $id, title: $title) { id } }";
+    app.ok(Some(&token), rename, json!({ "id": first, "title": "Renamed" })).await;
+
+    let created = device.next_result().await.expect("an event")["data"]["viewerEvents"].clone();
+    assert_eq!(
+        (created["type"].as_str(), created["conversationId"].as_str()),
+        (Some("ConversationCreated"), Some(first.as_str()))
+    );
+    let renamed = device.next_result().await.expect("an event")["data"]["viewerEvents"].clone();
+    assert_eq!(renamed["type"], "ConversationRenamed", "the other user's conversation never shows: {renamed}");
+    let cursor = renamed["cursor"].as_str().expect("cursor").to_owned();
+    drop(device);
+
+    // Changes made while disconnected arrive on resuming from the last cursor.
+    app.ok(Some(&token), "mutation($id: ID!) { archiveConversation(id: $id) { id } }", json!({ "id": first })).await;
+    let second = app.create_conversation(&token, "Second").await;
+    let (mut device, _) = WsClient::connect(&url, Protocol::TransportWs, json!({ "token": token })).await;
+    device.start("list", VIEWER_EVENTS, json!({ "after": cursor })).await;
+    let mut missed = vec![];
+    for _ in 0..2 {
+        let event = device.next_result().await.expect("an event")["data"]["viewerEvents"].clone();
+        missed.push((event["type"].as_str().map(str::to_owned), event["conversationId"].as_str().map(str::to_owned)));
+    }
+    assert_eq!(
+        missed,
+        [
+            (Some("ConversationArchived".to_owned()), Some(first.clone())),
+            (Some("ConversationCreated".to_owned()), Some(second.clone()))
+        ]
+    );
+}
