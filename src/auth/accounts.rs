@@ -133,7 +133,7 @@ pub async fn login(
         return Err(AppError::Forbidden("this account is disabled"));
     }
     let (token, session) = new_session(config, user.user_id(), user_agent)?;
-    sessions::insert(&mut db.conn().await?, &session).await?;
+    db.write(move |conn| async move { sessions::insert(conn, &session).await }.boxed()).await?;
     Ok(SignedIn { token, user })
 }
 
@@ -165,7 +165,9 @@ pub async fn authenticate(db: &Db, token: &str) -> AppResult<Option<Viewer>> {
         return Ok(None);
     }
     if now - session.last_seen_at.0 > LAST_SEEN_RESOLUTION {
-        sessions::touch(&mut conn, session.session_id(), now).await?;
+        drop(conn);
+        let id = session.session_id();
+        db.write(move |conn| sessions::touch(conn, id, now).boxed()).await?;
     }
     Ok(Some(Viewer {
         user_id: user.user_id(),
@@ -180,7 +182,7 @@ pub async fn purge_expired_sessions(db: Db) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
-        let purged = async { sessions::delete_expired(&mut db.conn().await?, domain::now()).await };
+        let purged = db.write(|conn| sessions::delete_expired(conn, domain::now()).boxed());
         match purged.await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "expired sessions deleted"),
@@ -190,8 +192,8 @@ pub async fn purge_expired_sessions(db: Db) {
 }
 
 pub async fn logout(db: &Db, viewer: &Viewer) -> AppResult<()> {
-    let mut conn = db.conn().await?;
-    sessions::delete(&mut conn, viewer.session_id).await?;
+    let id = viewer.session_id;
+    db.write(move |conn| sessions::delete(conn, id).boxed()).await?;
     Ok(())
 }
 

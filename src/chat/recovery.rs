@@ -1,6 +1,8 @@
 //! Closing replies whose server stopped while they streamed, so that no conversation
 //! stays `streaming`: their last saved text is kept in a failed message.
 
+use futures_util::FutureExt;
+
 use super::finish;
 use crate::app::App;
 use crate::domain::conversation::ReplyOutcome;
@@ -29,8 +31,8 @@ pub async fn sweep_stale_replies(app: &App) -> AppResult<usize> {
             Err(error) => {
                 // Already ended (the checkpoint outlived it): forget it.
                 tracing::warn!(%error, message = %checkpoint.message(), "closing an interrupted reply failed");
-                let mut conn = app.db.conn().await?;
-                checkpoints::delete(&mut conn, checkpoint.message()).await?;
+                let message = checkpoint.message();
+                app.db.write(move |conn| checkpoints::delete(conn, message).boxed()).await?;
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::{Reply, finish};
 use crate::app::App;
@@ -158,7 +158,7 @@ async fn checkpoint_while_streaming(app: Arc<App>, reply: Arc<Reply>) {
     loop {
         every.tick().await;
         let checkpoint = Checkpoint::new(reply.conversation, reply.message_id, reply.so_far(), domain::now());
-        let saved = async { checkpoints::save(&mut app.db.conn().await?, &checkpoint).await };
+        let saved = app.db.write(move |conn| async move { checkpoints::save(conn, &checkpoint).await }.boxed());
         if let Err(error) = saved.await {
             tracing::warn!(%error, "could not save a reply's progress");
         }

@@ -202,11 +202,12 @@ impl Db {
         Ok(())
     }
 
-    /// Runs `f` in a write transaction, committed when it returns `Ok`.
+    /// Runs `f` in a write transaction, committed when it returns `Ok`. Every write goes
+    /// through here, even a single statement: on SQLite this is what keeps writers from
+    /// waiting on each other's locks (see `sqlite`).
     ///
     /// On SQLite the transaction is `BEGIN IMMEDIATE`, taking the write lock up front so
-    /// that writers queue instead of failing to upgrade a read lock, and its statements
-    /// run inline (see `sqlite`).
+    /// that writers queue instead of failing to upgrade a read lock.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: for<'c> FnOnce(&'c mut DbConn) -> futures_util::future::BoxFuture<'c, Result<T, E>>,
@@ -219,10 +220,7 @@ impl Db {
         let mut transaction = OpenTransaction(Some(self.conn().await?));
         let conn = transaction.0.as_mut().ok_or_else(|| StoreError::Pool("no connection".into()))?;
         conn.begin().await?;
-        let outcome = match conn {
-            DbConn::Sqlite(_) => sqlite::inline(Self::finish(conn, f)).await,
-            DbConn::Pg(_) => Self::finish(conn, f).await,
-        };
+        let outcome = Self::finish(conn, f).await;
         // Finished either way: the connection may go back to the pool.
         drop(transaction.0.take());
         outcome
@@ -277,9 +275,9 @@ impl DbConn {
         match self {
             DbConn::Pg(c) => begin_on::<AsyncPgConnection>(c).await?,
             DbConn::Sqlite(c) => {
-                c.spawn_blocking(|c| {
+                sqlite::may_wait(c.spawn_blocking(|c| {
                     diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-                })
+                }))
                 .await?
             }
         }

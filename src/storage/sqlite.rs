@@ -1,12 +1,13 @@
 //! SQLite specifics: opening a connection, and where its synchronous driver runs.
 //!
-//! diesel-async runs each SQLite statement on tokio's blocking pool, which costs two
-//! thread hand-offs per statement, more than most statements take. Inside a write
-//! transaction (see [`super::Db::write`]) statements therefore run inline on the
-//! calling task: the write lock is already held (`BEGIN IMMEDIATE` went through the
-//! blocking pool, where waiting is harmless), WAL readers never block a writer, and
-//! writers of this process queue on an async mutex before `BEGIN`, so nothing inside can
-//! wait on a lock. Everything else, reads included, keeps using the blocking pool.
+//! diesel-async would run each SQLite statement on tokio's blocking pool: two thread
+//! hand-offs per statement, more than most statements take, and a connection whose
+//! query future is dropped goes back to the pool with its statement still running,
+//! which the pool then cannot recycle. Statements therefore run inline on the calling
+//! task. That is safe because none of them waits: in WAL mode readers never wait for
+//! the writer, and every write goes through [`super::Db::write`], whose writers queue on
+//! an async mutex and then take the write lock with `BEGIN IMMEDIATE`. That one
+//! statement, the only one that may wait (for another process), runs on the blocking pool.
 
 use std::error::Error;
 use std::future::Future;
@@ -21,16 +22,17 @@ use futures_util::future::BoxFuture;
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Runtime>;
 
 tokio::task_local! {
-    static INLINE: ();
+    static MAY_WAIT: ();
 }
 
-/// Runs `future` with its SQLite statements executed inline (see the module docs).
-pub(super) fn inline<F: Future>(future: F) -> impl Future<Output = F::Output> {
-    INLINE.scope((), future)
+/// Runs `future` with its SQLite statements on the blocking pool, for statements that
+/// may wait on another process's lock.
+pub(super) fn may_wait<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    MAY_WAIT.scope((), future)
 }
 
-/// Where the wrapper runs the synchronous driver: inline within [`inline`], on tokio's
-/// blocking pool otherwise.
+/// Where the wrapper runs the synchronous driver: inline, or on tokio's blocking pool
+/// within [`may_wait`].
 pub struct Runtime(tokio::runtime::Handle);
 
 impl SpawnBlocking for Runtime {
@@ -41,7 +43,7 @@ impl SpawnBlocking for Runtime {
     where
         R: Send + 'static,
     {
-        if INLINE.try_with(|_| ()).is_ok() {
+        if MAY_WAIT.try_with(|_| ()).is_err() {
             return futures_util::future::ready(Ok(task())).boxed();
         }
         let handle = self.0.spawn_blocking(task);
