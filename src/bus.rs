@@ -12,8 +12,9 @@ use tokio::sync::broadcast;
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::storage::event_store::RecordedEvent;
 
-/// Messages a conversation's channel holds for its slowest subscriber.
-const CAPACITY: usize = 4096;
+/// Messages a channel holds for its slowest subscriber: at 20 tokens a second, half a
+/// minute of a reply. A subscriber further behind is told and resumes from its cursor.
+const CAPACITY: usize = 600;
 
 /// A piece of a reply being streamed.
 #[derive(Debug, Clone, PartialEq)]

@@ -43,8 +43,9 @@ enum Command {
     /// Secrets.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Measure event append, projection rebuild and list latency on a scratch database.
-    Bench(crate::bench::BenchArgs),
+    /// Measure the server on a scratch database.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -134,7 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", random_base64(bytes));
             Ok(())
         }
-        Command::Bench(args) => crate::bench::run(args).await,
+        Command::Bench(command) => crate::bench::run(command).await,
     }
 }
 

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_graphql::{Context, ID, SimpleObject, Subscription, Union};
-use futures_util::Stream;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, Stream};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::account::User;
@@ -116,20 +117,41 @@ impl Subscriber {
     }
 }
 
-async fn history_event(app: &App, event: &RecordedEvent, cursor: String) -> Result<HistoryEvent, AppError> {
-    let actor = match event.actor_id {
-        Some(id) => users::find(&mut app.db.conn().await?, UserId::from_uuid(id.0)).await?.map(User::from),
-        None => None,
-    };
-    Ok(HistoryEvent {
-        cursor,
-        conversation_id: ID(event.stream_id.0.to_string()),
-        event_type: event.event_type.clone(),
-        version: event.stream_version,
-        actor,
-        occurred_at: event.occurred_at(),
-        data: async_graphql::Json(event.payload.clone()),
-    })
+/// A recorded event as subscribers see it. Boxed: a subscription waits far more than it
+/// works, and should not hold a database query's worth of state while it waits.
+fn history_event<'a>(
+    app: &'a App,
+    event: &'a RecordedEvent,
+    cursor: String,
+) -> BoxFuture<'a, Result<HistoryEvent, AppError>> {
+    async move {
+        let actor = match event.actor_id {
+            Some(id) => users::find(&mut app.db.conn().await?, UserId::from_uuid(id.0)).await?.map(User::from),
+            None => None,
+        };
+        Ok(HistoryEvent {
+            cursor,
+            conversation_id: ID(event.stream_id.0.to_string()),
+            event_type: event.event_type.clone(),
+            version: event.stream_version,
+            actor,
+            occurred_at: event.occurred_at(),
+            data: async_graphql::Json(event.payload.clone()),
+        })
+    }
+    .boxed()
+}
+
+/// A conversation's events after `version` (boxed, like [`history_event`]).
+fn recorded_after(app: &App, id: ConversationId, version: i64) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
+    async move { Ok(event_store::load_stream_page(&mut app.db.conn().await?, id.uuid(), version, i64::MAX).await?) }
+        .boxed()
+}
+
+/// The viewer's events after `cursor` (boxed, like [`history_event`]).
+fn owned_after(app: &App, viewer: UserId, cursor: Cursor) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
+    async move { Ok(event_store::read_owned_after(&mut app.db.conn().await?, viewer.uuid(), cursor, 500).await?) }
+        .boxed()
 }
 
 fn lagged() -> async_graphql::Error {
@@ -193,9 +215,7 @@ fn viewer_events(
         let mut replayed = HashSet::new();
         if let Some(mut cursor) = after {
             loop {
-                let mut conn = app.db.conn().await.map_err(AppError::from)?;
-                let batch = event_store::read_owned_after(&mut conn, viewer.uuid(), cursor, 500).await.map_err(AppError::from)?;
-                drop(conn);
+                let batch = owned_after(&app, viewer, cursor).await?;
                 let Some(last) = batch.last() else { break };
                 cursor = last.cursor();
                 for event in &batch {
@@ -225,9 +245,7 @@ fn events(
     async_stream::try_stream! {
         let mut live = app.bus.subscribe(Topic::Conversation(id));
         let mut subscriber = Subscriber { position, ended: HashSet::new() };
-        let stored = event_store::load_stream_page(&mut app.db.conn().await.map_err(AppError::from)?, id.uuid(), position.version, i64::MAX)
-            .await
-            .map_err(AppError::from)?;
+        let stored = recorded_after(&app, id, position.version).await?;
         for event in &stored {
             if subscriber.recorded(event) {
                 yield ConversationEvent::Recorded(history_event(&app, event, subscriber.position.cursor()).await?);

@@ -1,17 +1,14 @@
-//! `liteskill bench`: throughput and latency of the storage and query paths on a
-//! scratch database (a temporary SQLite file, or a new database on the PostgreSQL
-//! server named by `--database-url`, dropped afterwards).
-//!
-//! It measures the real write path (load, decide, append, project, commit), the
-//! projection rebuild, and the `conversations` query through the GraphQL executor.
+//! `liteskill bench storage`: the real write path (load, decide, append, project,
+//! commit), the projection rebuild, and the `conversations` query through the GraphQL
+//! executor.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::Request;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
+use super::Scratch;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::Actor;
@@ -24,7 +21,7 @@ use crate::storage::event_store::execute;
 use crate::storage::projections;
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct StorageArgs {
     /// `postgres://…` server to create a scratch database on; SQLite when absent.
     #[arg(long)]
     database_url: Option<String>,
@@ -42,55 +39,14 @@ pub struct BenchArgs {
     queries: usize,
 }
 
-/// A database that exists for one run.
-enum Scratch {
-    Sqlite(std::path::PathBuf),
-    Postgres { admin_url: String, name: String },
-}
-
-impl Scratch {
-    async fn create(server: Option<&str>) -> anyhow::Result<(Scratch, String)> {
-        match server {
-            Some(admin_url) if admin_url.starts_with("postgres") => {
-                let name = format!("liteskill_bench_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = AsyncPgConnection::establish(admin_url).await?;
-                admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-                let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
-                let url = format!("{base}/{name}");
-                Ok((Scratch::Postgres { admin_url: admin_url.to_owned(), name }, url))
-            }
-            _ => {
-                let path = std::env::temp_dir().join(format!("liteskill-bench-{}.db", uuid::Uuid::new_v4().simple()));
-                let url = format!("sqlite://{}", path.display());
-                Ok((Scratch::Sqlite(path), url))
-            }
-        }
-    }
-
-    async fn remove(self) -> anyhow::Result<()> {
-        match self {
-            Scratch::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Scratch::Postgres { admin_url, name } => {
-                let mut admin = AsyncPgConnection::establish(&admin_url).await?;
-                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     let (scratch, url) = Scratch::create(args.database_url.as_deref()).await?;
     let result = measure(&args, &url).await;
     scratch.remove().await?;
     result
 }
 
-async fn measure(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
+async fn measure(args: &StorageArgs, url: &str) -> anyhow::Result<()> {
     let config = Config::from_lookup(|key| match key {
         "DATABASE_URL" => Some(url.to_owned()),
         "DATABASE_POOL_SIZE" => Some((args.writers + 2).to_string()),
