@@ -33,6 +33,7 @@ impl App {
         let catalog = Catalog::from_config(&config.llm).await?;
         let app = Arc::new(App { config, db, catalog, bus: Bus::default(), replies: Replies::default() });
         tokio::spawn(crate::chat::keep_sweeping(Arc::downgrade(&app)));
+        tokio::spawn(crate::chat::keep_checkpointing(Arc::downgrade(&app)));
         let schema = graphql::build_schema(app.clone());
         Ok(Served { app, schema })
     }

@@ -111,10 +111,48 @@ impl Replies {
         self.map().insert(reply.conversation, reply);
     }
 
+    /// Checkpoints of every reply streaming here, as they stand.
+    fn checkpoints(&self) -> Vec<Checkpoint> {
+        let now = domain::now();
+        self.map().values().map(|r| Checkpoint::new(r.conversation, r.message_id, r.so_far(), now)).collect()
+    }
+
     fn remove(&self, reply: &Reply) {
         let mut running = self.map();
         if running.get(&reply.conversation).is_some_and(|r| r.message_id == reply.message_id) {
             running.remove(&reply.conversation);
+        }
+    }
+}
+
+/// How often the text of streaming replies is saved.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Saves the text of every reply streaming on this server, in one transaction a second,
+/// which also tells other servers this one is alive; for as long as the application lives.
+pub async fn keep_checkpointing(app: std::sync::Weak<App>) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    loop {
+        every.tick().await;
+        let Some(app) = app.upgrade() else { return };
+        let saving = app.replies.checkpoints();
+        if saving.is_empty() {
+            continue;
+        }
+        let saved = app
+            .db
+            .write(move |conn| {
+                async move {
+                    for checkpoint in &saving {
+                        checkpoints::save(conn, checkpoint).await?;
+                    }
+                    Ok::<_, crate::storage::StoreError>(())
+                }
+                .boxed()
+            })
+            .await;
+        if let Err(error) = saved {
+            tracing::warn!(%error, "could not save the progress of streaming replies");
         }
     }
 }

@@ -7,7 +7,7 @@ use super::finish;
 use crate::app::App;
 use crate::domain::conversation::ReplyOutcome;
 use crate::domain::{self, Actor};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::storage::checkpoints;
 
 /// Fails every reply whose checkpoint is older than the configured staleness.
@@ -29,8 +29,10 @@ pub async fn sweep_stale_replies(app: &App) -> AppResult<usize> {
         match finish(app, Actor::System, checkpoint.conversation(), checkpoint.message(), outcome).await {
             Ok(_) => closed += 1,
             Err(error) => {
-                // Already ended (the checkpoint outlived it): forget it.
-                tracing::warn!(%error, message = %checkpoint.message(), "closing an interrupted reply failed");
+                // Already ended (a last save raced the end): forget it.
+                if !matches!(error, AppError::Conflict { reason: "NOT_STREAMING", .. }) {
+                    tracing::warn!(%error, message = %checkpoint.message(), "closing an interrupted reply failed");
+                }
                 let message = checkpoint.message();
                 app.db.write(move |conn| checkpoints::delete(conn, message).boxed()).await?;
             }

@@ -3,32 +3,27 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 
 use super::{Reply, finish};
 use crate::app::App;
 use crate::bus::{Published, Topic};
+use crate::domain::Actor;
 use crate::domain::conversation::{Completion, ReplyOutcome};
-use crate::domain::{self, Actor};
 use crate::error::AppResult;
 use crate::llm::{ChatMessage, ChatRequest, LlmError, Model, Speaker, StreamEvent, TokenStream};
-use crate::storage::checkpoints::{self, Checkpoint};
 use crate::storage::projections::{conversations, messages};
 
 /// Attempts at opening a stream when the endpoint fails before any text.
 const ATTEMPTS: u32 = 3;
-/// How often a streaming reply's text is saved.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Streams the reply and records its end; runs as its own task.
 pub(super) async fn run(app: Arc<App>, reply: Arc<Reply>, model: Model) {
-    let heartbeat = tokio::spawn(checkpoint_while_streaming(app.clone(), reply.clone()));
     let started = Instant::now();
     let (actor, outcome) = match context(&app, &reply, &model).await {
         Ok(request) => stream(&app, &reply, &model, request, started).await,
         Err(error) => (Actor::System, failed(&reply, format!("could not prepare the request: {error}"))),
     };
-    heartbeat.abort();
     let kind = match &outcome {
         ReplyOutcome::Completed(_) => "completed",
         ReplyOutcome::Failed { .. } => "failed",
@@ -147,20 +142,6 @@ async fn stream(
             actor = async { cancelled.wait_for(Option::is_some).await.ok().and_then(|actor| *actor) } => {
                 return (actor.unwrap_or(Actor::System), ReplyOutcome::Cancelled { partial_text: reply.so_far() });
             }
-        }
-    }
-}
-
-/// Saves the reply's text every [`CHECKPOINT_EVERY`] until aborted, which also tells
-/// other servers this one is alive.
-async fn checkpoint_while_streaming(app: Arc<App>, reply: Arc<Reply>) {
-    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
-    loop {
-        every.tick().await;
-        let checkpoint = Checkpoint::new(reply.conversation, reply.message_id, reply.so_far(), domain::now());
-        let saved = app.db.write(move |conn| async move { checkpoints::save(conn, &checkpoint).await }.boxed());
-        if let Err(error) = saved.await {
-            tracing::warn!(%error, "could not save a reply's progress");
         }
     }
 }
