@@ -159,11 +159,26 @@ pub async fn keep_checkpointing(app: std::sync::Weak<App>) {
 
 /// Runs a conversation command and publishes what it recorded.
 pub async fn command(app: &App, actor: Actor, id: ConversationId, command: Command) -> AppResult<ConversationRow> {
+    record(app, actor, id, command, None).await
+}
+
+/// Runs a command, forgetting a reply's checkpoint in the same transaction if asked,
+/// and publishes what it recorded.
+async fn record(
+    app: &App,
+    actor: Actor,
+    id: ConversationId,
+    command: Command,
+    forget: Option<MessageId>,
+) -> AppResult<ConversationRow> {
     let (row, events) = app
         .db
         .write(|conn| {
             async move {
                 let events = execute::<Conversation>(conn, id.uuid(), actor, command).await?;
+                if let Some(message_id) = forget {
+                    checkpoints::delete(conn, message_id).await?;
+                }
                 let row = conversations::find(conn, id).await?.ok_or(AppError::NotFound("conversation"))?;
                 Ok::<_, AppError>((row, events))
             }
@@ -253,19 +268,5 @@ async fn finish(
     message_id: MessageId,
     outcome: ReplyOutcome,
 ) -> AppResult<ConversationRow> {
-    let (row, events) = app
-        .db
-        .write(|conn| {
-            async move {
-                let finish = Command::FinishReply { message_id, outcome };
-                let events = execute::<Conversation>(conn, id.uuid(), actor, finish).await?;
-                checkpoints::delete(conn, message_id).await?;
-                let row = conversations::find(conn, id).await?.ok_or(AppError::NotFound("conversation"))?;
-                Ok::<_, AppError>((row, events))
-            }
-            .boxed()
-        })
-        .await?;
-    app.bus.publish_events(row.owner(), events);
-    Ok(row)
+    record(app, actor, id, Command::FinishReply { message_id, outcome }, Some(message_id)).await
 }

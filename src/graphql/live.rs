@@ -21,7 +21,7 @@ use crate::app::App;
 use crate::bus::{Delta, Published, Topic};
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::error::AppError;
-use crate::storage::event_store::{self, Cursor, RecordedEvent};
+use crate::storage::event_store::{self, Cursor, RecordedEvent, Scope};
 use crate::storage::projections::users;
 
 /// A piece of a reply being streamed. Join pieces by `offset` (characters before it).
@@ -150,8 +150,8 @@ fn recorded_after(app: &App, id: ConversationId, version: i64) -> BoxFuture<'_, 
 
 /// The viewer's events after `cursor` (boxed, like [`history_event`]).
 fn owned_after(app: &App, viewer: UserId, cursor: Cursor) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
-    async move { Ok(event_store::read_owned_after(&mut app.db.conn().await?, viewer.uuid(), cursor, 500).await?) }
-        .boxed()
+    let scope = Scope::ConversationsOf(viewer.uuid());
+    async move { Ok(event_store::read_after(&mut app.db.conn().await?, scope, cursor, 500).await?) }.boxed()
 }
 
 fn lagged() -> async_graphql::Error {

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::schema::events;
 use super::sql_types::{DbTime, DbUuid};
-use super::{DbConn, StoreError, StoreResult, on_unique_violation, projections, snapshots, with_conn};
+use super::{DbConn, Dialect, StoreError, StoreResult, on_unique_violation, projections, snapshots, with_conn};
 use crate::domain::{self, Actor, Aggregate, EncodedEvent, Event};
 
 /// Where a reader is in the log: after the event with this (transaction, position).
@@ -183,32 +183,47 @@ pub async fn load_stream_page(
     })?)
 }
 
-/// Up to `limit` events after `cursor`, in log order, never skipping one that commits later.
-pub async fn read_after(conn: &mut DbConn, cursor: Cursor, limit: i64) -> StoreResult<Vec<RecordedEvent>> {
-    macro_rules! after_cursor {
-        () => {
-            events::table
-                .filter(
-                    sql::<Bool>("(tx_id, position) > (")
-                        .bind::<BigInt, _>(cursor.tx_id)
-                        .sql(", ")
-                        .bind::<BigInt, _>(cursor.position)
-                        .sql(")"),
-                )
-                .order((events::tx_id.asc(), events::position.asc()))
-                .limit(limit)
-                .select(RecordedEvent::as_select())
-        };
-    }
-    Ok(with_conn!(conn,
-        pg: |c| {
-            after_cursor!()
-                .filter(sql::<Bool>("tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
-                .load(c)
-                .await
-        },
-        sqlite: |c| after_cursor!().load(c).await
-    )?)
+/// Which events a reader of the log follows.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    All,
+    /// The events of the conversations this user owns.
+    ConversationsOf(Uuid),
+}
+
+/// Up to `limit` events in `scope` after `cursor`, in log order, never skipping one that
+/// commits later.
+pub async fn read_after(
+    conn: &mut DbConn,
+    scope: Scope,
+    cursor: Cursor,
+    limit: i64,
+) -> StoreResult<Vec<RecordedEvent>> {
+    use super::schema::conversations;
+    Ok(with_conn!(conn, |c| {
+        let mut query = events::table
+            .filter(
+                sql::<Bool>("(tx_id, position) > (")
+                    .bind::<BigInt, _>(cursor.tx_id)
+                    .sql(", ")
+                    .bind::<BigInt, _>(cursor.position)
+                    .sql(")"),
+            )
+            .order((events::tx_id.asc(), events::position.asc()))
+            .limit(limit)
+            .select(RecordedEvent::as_select())
+            .into_boxed();
+        if let Scope::ConversationsOf(owner) = scope {
+            let owned =
+                conversations::table.filter(conversations::owner_id.eq(DbUuid(owner))).select(conversations::id);
+            query = query.filter(events::stream_id.eq_any(owned));
+        }
+        if c.is_postgres() {
+            // Only transactions older than every one still running (see the module docs).
+            query = query.filter(sql::<Bool>("tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"));
+        }
+        query.load(c).await
+    })?)
 }
 
 /// Keeps other writers out of the log until this transaction ends, so that
@@ -233,44 +248,6 @@ pub async fn read_all(conn: &mut DbConn, after_position: i64, limit: i64) -> Sto
             .load(c)
             .await
     })?)
-}
-
-/// Up to `limit` events of `owner`'s conversations after `cursor`, in log order, never
-/// skipping one that commits later (see [`read_after`]).
-pub async fn read_owned_after(
-    conn: &mut DbConn,
-    owner: Uuid,
-    cursor: Cursor,
-    limit: i64,
-) -> StoreResult<Vec<RecordedEvent>> {
-    use super::schema::conversations;
-    let owner = DbUuid(owner);
-    macro_rules! owned_after_cursor {
-        () => {
-            events::table
-                .inner_join(conversations::table.on(conversations::id.eq(events::stream_id)))
-                .filter(conversations::owner_id.eq(owner))
-                .filter(
-                    sql::<Bool>("(events.tx_id, events.position) > (")
-                        .bind::<BigInt, _>(cursor.tx_id)
-                        .sql(", ")
-                        .bind::<BigInt, _>(cursor.position)
-                        .sql(")"),
-                )
-                .order((events::tx_id.asc(), events::position.asc()))
-                .limit(limit)
-                .select(RecordedEvent::as_select())
-        };
-    }
-    Ok(with_conn!(conn,
-        pg: |c| {
-            owned_after_cursor!()
-                .filter(sql::<Bool>("events.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
-                .load(c)
-                .await
-        },
-        sqlite: |c| owned_after_cursor!().load(c).await
-    )?)
 }
 
 /// Number of events in the log.

@@ -70,6 +70,23 @@ macro_rules! insert_rows {
 }
 pub(crate) use insert_rows;
 
+/// Lets query code shared by both backends add what only PostgreSQL needs.
+pub(crate) trait Dialect {
+    fn is_postgres(&self) -> bool;
+}
+
+impl Dialect for AsyncPgConnection {
+    fn is_postgres(&self) -> bool {
+        true
+    }
+}
+
+impl Dialect for SqliteConn {
+    fn is_postgres(&self) -> bool {
+        false
+    }
+}
+
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

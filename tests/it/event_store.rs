@@ -7,7 +7,7 @@ use futures_util::FutureExt;
 use liteskill::domain::conversation::Event;
 use liteskill::domain::{self, Actor};
 use liteskill::storage::StoreError;
-use liteskill::storage::event_store::{self, Cursor};
+use liteskill::storage::event_store::{self, Cursor, Scope};
 use uuid::Uuid;
 
 use crate::support::{TestApp, on_both_backends};
@@ -88,7 +88,7 @@ async fn tailing_reader_sees_every_event_exactly_once(app: TestApp) {
     while seen.len() < total {
         assert!(tokio::time::Instant::now() < deadline, "reader saw {} of {total}", seen.len());
         let mut conn = app.db().conn().await.expect("connection");
-        let batch = event_store::read_after(&mut conn, cursor, 25).await.expect("read");
+        let batch = event_store::read_after(&mut conn, Scope::All, cursor, 25).await.expect("read");
         drop(conn);
         if batch.is_empty() {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -106,7 +106,10 @@ async fn tailing_reader_sees_every_event_exactly_once(app: TestApp) {
         writer.await.expect("writer");
     }
     let mut conn = app.db().conn().await.expect("connection");
-    assert!(event_store::read_after(&mut conn, cursor, 10).await.expect("read").is_empty(), "nothing after the end");
+    assert!(
+        event_store::read_after(&mut conn, Scope::All, cursor, 10).await.expect("read").is_empty(),
+        "nothing after the end"
+    );
     assert_eq!(event_store::count(&mut conn).await.expect("count"), total as i64);
 }
 
