@@ -148,7 +148,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     tokio::spawn(crate::auth::accounts::purge_expired_sessions(served.app.db.clone()));
     tracing::info!("listening on http://{address} (GraphiQL at http://{address}/graphiql)");
+    let app = served.app.clone();
     crate::http::serve(listener, served, shutdown_signal(), Duration::from_secs(10)).await?;
+    crate::chat::stop_all(&app).await;
     tracing::info!("stopped");
     Ok(())
 }

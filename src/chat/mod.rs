@@ -25,13 +25,22 @@ use crate::storage::event_store::execute;
 use crate::storage::projections::conversations::{self, ConversationRow};
 use crate::storage::projections::messages::{self, MessageRow};
 
+/// Why a reply stops before the model finished.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    /// Someone cancelled it.
+    Cancel(Actor),
+    /// This server is shutting down.
+    Shutdown,
+}
+
 /// A reply streaming on this server.
 pub struct Reply {
     pub conversation: ConversationId,
     pub message_id: MessageId,
     text: Mutex<ReplyText>,
-    /// Set to the actor who cancelled.
-    cancel: tokio::sync::watch::Sender<Option<Actor>>,
+    /// Set when the reply must stop early.
+    stop: tokio::sync::watch::Sender<Option<Stop>>,
     finished: tokio::sync::watch::Sender<bool>,
 }
 
@@ -47,7 +56,7 @@ impl Reply {
             conversation,
             message_id,
             text: Mutex::default(),
-            cancel: tokio::sync::watch::channel(None).0,
+            stop: tokio::sync::watch::channel(None).0,
             finished: tokio::sync::watch::channel(false).0,
         }
     }
@@ -235,6 +244,23 @@ pub async fn send_message(
     Ok(message)
 }
 
+/// Closes every reply still streaming on this server as failed, keeping its text, when
+/// the server shuts down; waits a few seconds at most for them to be recorded.
+pub async fn stop_all(app: &App) {
+    let replies: Vec<Arc<Reply>> = app.replies.map().values().cloned().collect();
+    let recorded = replies.iter().map(|reply| {
+        let mut finished = reply.finished.subscribe();
+        reply.stop.send_replace(Some(Stop::Shutdown));
+        async move {
+            let _ = finished.wait_for(|done| *done).await;
+        }
+    });
+    if tokio::time::timeout(std::time::Duration::from_secs(5), futures_util::future::join_all(recorded)).await.is_err()
+    {
+        tracing::warn!("some replies were not closed before shutdown; the next start closes them");
+    }
+}
+
 /// Stops the reply streaming in a conversation, keeping the text it had.
 pub async fn cancel(app: &App, actor: Actor, id: ConversationId) -> AppResult<ConversationRow> {
     let mut conn = app.db.conn().await?;
@@ -246,7 +272,7 @@ pub async fn cancel(app: &App, actor: Actor, id: ConversationId) -> AppResult<Co
         drop(conn);
         // The reply task records the cancellation; wait for it.
         let mut finished = reply.finished.subscribe();
-        reply.cancel.send_replace(Some(actor));
+        reply.stop.send_replace(Some(Stop::Cancel(actor)));
         let _ = finished.wait_for(|done| *done).await;
         let mut conn = app.db.conn().await?;
         return conversations::find(&mut conn, id).await?.ok_or(AppError::NotFound("conversation"));

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::{Reply, finish};
+use super::{Reply, Stop, finish};
 use crate::app::App;
 use crate::bus::{Published, Topic};
 use crate::domain::Actor;
@@ -63,6 +63,13 @@ async fn context(app: &App, reply: &Reply, model: &Model) -> AppResult<ChatReque
     })
 }
 
+fn stopped_early(reply: &Reply, stop: Stop) -> (Actor, ReplyOutcome) {
+    match stop {
+        Stop::Cancel(actor) => (actor, ReplyOutcome::Cancelled { partial_text: reply.so_far() }),
+        Stop::Shutdown => (Actor::System, failed(reply, "the server shut down while the reply was streaming".into())),
+    }
+}
+
 fn failed(reply: &Reply, reason: String) -> ReplyOutcome {
     ReplyOutcome::Failed { partial_text: reply.so_far(), reason }
 }
@@ -98,13 +105,14 @@ async fn stream(
     request: ChatRequest,
     started: Instant,
 ) -> (Actor, ReplyOutcome) {
-    let mut cancelled = reply.cancel.subscribe();
+    let mut stopped = reply.stop.subscribe();
     let opened = tokio::select! {
         opened = open(app, model, &request) => opened,
-        _ = cancelled.wait_for(Option::is_some) => Err(String::new()),
+        _ = stopped.wait_for(Option::is_some) => Err(String::new()),
     };
-    if let Some(actor) = *cancelled.borrow() {
-        return (actor, ReplyOutcome::Cancelled { partial_text: reply.so_far() });
+    let early = *stopped.borrow();
+    if let Some(stop) = early {
+        return stopped_early(reply, stop);
     }
     let (mut stream, mut next) = match opened {
         Ok(opened) => opened,
@@ -139,8 +147,8 @@ async fn stream(
                 Ok(None) => return (Actor::System, failed(reply, "the model's stream ended without finishing".into())),
                 Err(_) => return (Actor::System, failed(reply, format!("the model sent nothing for {}s", idle.as_secs()))),
             },
-            actor = async { cancelled.wait_for(Option::is_some).await.ok().and_then(|actor| *actor) } => {
-                return (actor.unwrap_or(Actor::System), ReplyOutcome::Cancelled { partial_text: reply.so_far() });
+            stop = async { stopped.wait_for(Option::is_some).await.ok().and_then(|stop| *stop) } => {
+                return stopped_early(reply, stop.unwrap_or(Stop::Shutdown));
             }
         }
     }

@@ -239,9 +239,10 @@ async fn strangers_cannot_subscribe(app: TestApp) {
     assert!(bad.get("errors").is_some(), "subscriptions need a websocket");
 }
 
-/// A server killed mid-reply leaves the conversation streaming; the next server closes
-/// the reply as failed with the text that was saved, and the conversation is usable.
-async fn a_reply_cut_off_by_a_crash_is_closed_with_its_text_on(app: TestApp, wire: Wire) -> TestApp {
+/// Runs a server process mid-reply and stops it with `signal`; returns the app restarted
+/// on the same database (with `REPLY_STALE_SECS=1`), the fake, the user's token and the
+/// conversation.
+async fn stop_mid_reply(app: TestApp, wire: Wire, signal: &str) -> (TestApp, FakeLlm, String, String) {
     let fake =
         FakeLlm::start(wire, Script { tokens: 1000, delay: Duration::from_millis(10), ..Script::default() }).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
@@ -264,7 +265,7 @@ async fn a_reply_cut_off_by_a_crash_is_closed_with_its_text_on(app: TestApp, wir
         };
         async move { request.send().await?.json::<Value>().await }
     };
-    let email = format!("crash-{wire:?}@example.com").to_lowercase();
+    let email = format!("stop-{signal}-{wire:?}@example.com").to_lowercase();
     let register = "mutation($email: String!) { register(input: { email: $email, password: \"correct horse battery\", name: \"Ada\" }) { token } }";
     let mut registered = None;
     for _ in 0..100 {
@@ -284,14 +285,20 @@ async fn a_reply_cut_off_by_a_crash_is_closed_with_its_text_on(app: TestApp, wir
     graphql(Some(token.clone()), send, json!({ "id": conversation })).await.expect("send");
     // Long enough for a few tokens and a checkpoint.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let killed = std::process::Command::new("kill").args(["-KILL", &server.id().to_string()]).status().expect("kill");
-    assert!(killed.success());
+    let signalled = std::process::Command::new("kill").args([signal, &server.id().to_string()]).status().expect("kill");
+    assert!(signalled.success());
     let _ = server.wait();
 
     let mut settings = fake.settings(None);
     settings.push(("REPLY_STALE_SECS", "1".to_owned()));
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = app.restart(&settings).await;
+    (app.restart(&settings).await, fake, token, conversation)
+}
+
+/// A server killed mid-reply leaves the conversation streaming; the next server closes
+/// the reply as failed with the text that was saved, and the conversation is usable.
+async fn a_reply_cut_off_by_a_crash_is_closed_with_its_text_on(app: TestApp, wire: Wire) -> TestApp {
+    let (app, fake, token, conversation) = stop_mid_reply(app, wire, "-KILL").await;
     app.wait_until_idle(&token, &conversation).await;
     let stored = reply(&app, &token, &conversation).await;
     assert_eq!(stored["status"], "FAILED", "{stored}");
@@ -317,7 +324,20 @@ macro_rules! on_each_wire {
     )*};
 }
 
+/// A server told to stop (SIGTERM) closes the reply it was streaming itself, with all
+/// the text it had, before it exits.
+async fn a_reply_streaming_at_shutdown_is_closed_with_its_text_on(app: TestApp, wire: Wire) -> TestApp {
+    let (app, _fake, token, conversation) = stop_mid_reply(app, wire, "-TERM").await;
+    let stored = reply(&app, &token, &conversation).await;
+    assert_eq!(stored["status"], "FAILED", "closed before the server exited: {stored}");
+    assert!(stored["error"].as_str().is_some_and(|e| e.contains("shut down")), "{stored}");
+    let partial = stored["content"].as_str().expect("content");
+    assert!(!partial.is_empty() && full_reply(1000).starts_with(partial), "{partial:?}");
+    app
+}
+
 on_each_wire!(
+    a_reply_streaming_at_shutdown_is_closed_with_its_text => a_reply_streaming_at_shutdown_is_closed_with_its_text_on,
     two_devices_see_the_same_stream => two_devices_see_the_same_stream_on,
     resuming_from_a_cursor_delivers_exactly_what_was_missed => resuming_from_a_cursor_delivers_exactly_what_was_missed_on,
     cancelling_keeps_the_partial_text => cancelling_keeps_the_partial_text_on,
@@ -328,6 +348,7 @@ on_each_wire!(
 
 on_both_backends!(
     a_reply_cut_off_by_a_crash_is_closed_with_its_text,
+    a_reply_streaming_at_shutdown_is_closed_with_its_text,
     two_devices_see_the_same_stream,
     resuming_from_a_cursor_delivers_exactly_what_was_missed,
     cancelling_keeps_the_partial_text,
