@@ -153,7 +153,7 @@ pub async fn keep_checkpointing(app: std::sync::Weak<App>) {
             .write(move |conn| {
                 async move {
                     for checkpoint in &saving {
-                        checkpoints::save(conn, checkpoint).await?;
+                        checkpoints::refresh(conn, checkpoint).await?;
                     }
                     Ok::<_, crate::storage::StoreError>(())
                 }
@@ -294,5 +294,14 @@ async fn finish(
     message_id: MessageId,
     outcome: ReplyOutcome,
 ) -> AppResult<ConversationRow> {
-    record(app, actor, id, Command::FinishReply { message_id, outcome }, Some(message_id)).await
+    // A rename may commit between loading the conversation and appending: try again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let finish = Command::FinishReply { message_id, outcome: outcome.clone() };
+        match record(app, actor, id, finish, Some(message_id)).await {
+            Err(AppError::Conflict { reason: "CONCURRENT_UPDATE", .. }) if attempts < 5 => continue,
+            other => return other,
+        }
+    }
 }

@@ -28,13 +28,16 @@ pub async fn sweep_stale_replies(app: &App) -> AppResult<usize> {
         };
         match finish(app, Actor::System, checkpoint.conversation(), checkpoint.message(), outcome).await {
             Ok(_) => closed += 1,
-            Err(error) => {
-                // Already ended (a last save raced the end): forget it.
-                if !matches!(error, AppError::Conflict { reason: "NOT_STREAMING", .. }) {
-                    tracing::warn!(%error, message = %checkpoint.message(), "closing an interrupted reply failed");
-                }
+            // Already ended or gone: the checkpoint is all that is left; forget it.
+            Err(AppError::Conflict { reason: "NOT_STREAMING", .. } | AppError::NotFound(_)) => {
                 let message = checkpoint.message();
-                app.db.write(move |conn| checkpoints::delete(conn, message).boxed()).await?;
+                if let Err(error) = app.db.write(move |conn| checkpoints::delete(conn, message).boxed()).await {
+                    tracing::warn!(%error, "could not forget the checkpoint of an ended reply");
+                }
+            }
+            // Keep the checkpoint: the next sweep tries again.
+            Err(error) => {
+                tracing::warn!(%error, message = %checkpoint.message(), "closing an interrupted reply failed")
             }
         }
     }

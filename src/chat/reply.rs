@@ -18,7 +18,19 @@ use crate::storage::projections::{conversations, messages};
 const ATTEMPTS: u32 = 3;
 
 /// Streams the reply and records its end; runs as its own task.
+/// Forgets a reply on this server when its task ends, however it ends (a panic too), so
+/// that it is no longer checkpointed and whoever waits for it stops waiting.
+struct Forget<'a>(&'a App, &'a Arc<Reply>);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.replies.remove(self.1);
+        self.1.finished.send_replace(true);
+    }
+}
+
 pub(super) async fn run(app: Arc<App>, reply: Arc<Reply>, model: Model) {
+    let _forget = Forget(&app, &reply);
     let started = Instant::now();
     let (actor, outcome) = match context(&app, &reply, &model).await {
         Ok(request) => stream(&app, &reply, &model, request, started).await,
@@ -31,10 +43,9 @@ pub(super) async fn run(app: Arc<App>, reply: Arc<Reply>, model: Model) {
     };
     tracing::info!(model = %model.id, outcome = kind, elapsed_ms = started.elapsed().as_millis() as u64, "reply ended");
     if let Err(error) = finish(&app, actor, reply.conversation, reply.message_id, outcome).await {
+        // Its checkpoint stays, so the sweeper closes it with the saved text.
         tracing::error!(%error, "could not record the end of a reply");
     }
-    app.replies.remove(&reply);
-    reply.finished.send_replace(true);
 }
 
 /// The conversation so far, in the model's terms.
@@ -42,14 +53,19 @@ async fn context(app: &App, reply: &Reply, model: &Model) -> AppResult<ChatReque
     let mut conn = app.db.conn().await?;
     let conversation = conversations::find(&mut conn, reply.conversation).await?;
     let history = messages::list(&mut conn, reply.conversation, 0, i64::MAX).await?;
-    let messages = history
-        .into_iter()
-        .filter(|m| m.message_id() != reply.message_id && !m.content.is_empty())
-        .map(|m| ChatMessage {
-            speaker: if m.role == "assistant" { Speaker::Assistant } else { Speaker::User },
-            content: m.content,
-        })
-        .collect();
+    // Turns alternate (Bedrock insists): a reply that failed empty leaves two user
+    // messages in a row, which are sent as one.
+    let mut messages: Vec<ChatMessage> = vec![];
+    for message in history.into_iter().filter(|m| m.message_id() != reply.message_id && !m.content.is_empty()) {
+        let speaker = if message.role == "assistant" { Speaker::Assistant } else { Speaker::User };
+        match messages.last_mut() {
+            Some(last) if last.speaker == speaker => {
+                last.content.push_str("\n\n");
+                last.content.push_str(&message.content);
+            }
+            _ => messages.push(ChatMessage { speaker, content: message.content }),
+        }
+    }
     let (system, temperature, max_tokens) = match conversation {
         Some(c) => (c.system_prompt, c.temperature, c.max_tokens),
         None => (None, None, None),

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::{Context, ID, SimpleObject, Subscription, Union};
 use futures_util::future::BoxFuture;
@@ -148,10 +149,12 @@ fn recorded_after(app: &App, id: ConversationId, version: i64) -> BoxFuture<'_, 
         .boxed()
 }
 
+const VIEWER_BATCH: i64 = 500;
+
 /// The viewer's events after `cursor` (boxed, like [`history_event`]).
 fn owned_after(app: &App, viewer: UserId, cursor: Cursor) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
     let scope = Scope::ConversationsOf(viewer.uuid());
-    async move { Ok(event_store::read_after(&mut app.db.conn().await?, scope, cursor, 500).await?) }.boxed()
+    async move { Ok(event_store::read_after(&mut app.db.conn().await?, scope, cursor, VIEWER_BATCH).await?) }.boxed()
 }
 
 fn lagged() -> async_graphql::Error {
@@ -203,8 +206,9 @@ impl LiveSubscription {
     }
 }
 
-/// Replays the viewer's events after `after`, then relays new ones; an event read in the
-/// replay and received live is sent once.
+/// Sends the viewer's events from the log, in log order, after `after` (or from now).
+/// The channel only says that something was committed: reading the log by cursor keeps
+/// the order and the cursor safe, and nothing is sent twice or skipped.
 fn viewer_events(
     app: Arc<App>,
     viewer: UserId,
@@ -212,29 +216,41 @@ fn viewer_events(
 ) -> impl Stream<Item = async_graphql::Result<HistoryEvent>> {
     async_stream::try_stream! {
         let mut live = app.bus.subscribe(Topic::Viewer(viewer));
-        let mut replayed = HashSet::new();
-        if let Some(mut cursor) = after {
-            loop {
-                let batch = owned_after(&app, viewer, cursor).await?;
-                let Some(last) = batch.last() else { break };
-                cursor = last.cursor();
-                for event in &batch {
-                    replayed.insert(event.position);
-                    yield history_event(&app, event, encode_cursor(&event.cursor().encode())).await?;
-                }
-            }
-        }
+        let mut cursor = match after {
+            Some(cursor) => cursor,
+            None => log_end(&app).await?,
+        };
+        // The newest event announced but not read yet.
+        let mut announced = cursor;
+        let mut patience = Duration::from_millis(10);
         loop {
+            let batch = owned_after(&app, viewer, cursor).await?;
+            for event in &batch {
+                cursor = event.cursor();
+                yield history_event(&app, event, encode_cursor(&cursor.encode())).await?;
+            }
+            if batch.len() as i64 == VIEWER_BATCH {
+                continue;
+            }
+            if cursor < announced {
+                // Announced but not readable yet: an older transaction is still running.
+                tokio::time::sleep(patience).await;
+                patience = (patience * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            patience = Duration::from_millis(10);
             match live.recv().await {
-                Ok(Published::Event(event)) if !replayed.remove(&event.position) => {
-                    yield history_event(&app, &event, encode_cursor(&event.cursor().encode())).await?;
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => Err(lagged())?,
+                Ok(Published::Event(event)) => announced = announced.max(event.cursor()),
+                Ok(Published::Delta(_)) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             }
         }
     }
+}
+
+/// The cursor after the last event readable now.
+fn log_end(app: &App) -> BoxFuture<'_, Result<Cursor, AppError>> {
+    async move { Ok(event_store::end(&mut app.db.conn().await?).await?) }.boxed()
 }
 
 fn events(
@@ -265,8 +281,17 @@ fn events(
         loop {
             match live.recv().await {
                 Ok(Published::Event(event)) => {
-                    if subscriber.recorded(&event) {
-                        yield ConversationEvent::Recorded(history_event(&app, &event, subscriber.position.cursor()).await?);
+                    // Commands publish after they commit, so a later version can arrive
+                    // first: read the gap from the log instead of skipping it.
+                    let events = if event.stream_version > subscriber.position.version + 1 {
+                        recorded_after(&app, id, subscriber.position.version).await?
+                    } else {
+                        vec![RecordedEvent::clone(&event)]
+                    };
+                    for event in &events {
+                        if subscriber.recorded(event) {
+                            yield ConversationEvent::Recorded(history_event(&app, event, subscriber.position.cursor()).await?);
+                        }
                     }
                 }
                 Ok(Published::Delta(delta)) => {

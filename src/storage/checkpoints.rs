@@ -55,6 +55,14 @@ pub async fn save(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<()>
     Ok(())
 }
 
+/// Updates the saved text of a reply still being streamed; a reply that has ended (and
+/// whose checkpoint is gone) stays gone. Returns whether it was still there.
+pub async fn refresh(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<bool> {
+    let row = checkpoints::table.find(checkpoint.message_id);
+    let set = (checkpoints::text.eq(&checkpoint.text), checkpoints::heartbeat_at.eq(checkpoint.heartbeat_at));
+    Ok(with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)? == 1)
+}
+
 pub async fn find(conn: &mut DbConn, message: MessageId) -> StoreResult<Option<Checkpoint>> {
     let message = DbUuid(message.uuid());
     Ok(with_conn!(conn, |c| {

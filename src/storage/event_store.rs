@@ -250,6 +250,26 @@ pub async fn read_all(conn: &mut DbConn, after_position: i64, limit: i64) -> Sto
     })?)
 }
 
+/// The cursor of the last event readable now: reading after it returns only what
+/// commits later.
+pub async fn end(conn: &mut DbConn) -> StoreResult<Cursor> {
+    Ok(read_last(conn).await?.map_or(Cursor::START, |event| event.cursor()))
+}
+
+async fn read_last(conn: &mut DbConn) -> StoreResult<Option<RecordedEvent>> {
+    Ok(with_conn!(conn, |c| {
+        let mut query = events::table
+            .order((events::tx_id.desc(), events::position.desc()))
+            .limit(1)
+            .select(RecordedEvent::as_select())
+            .into_boxed();
+        if c.is_postgres() {
+            query = query.filter(sql::<Bool>("tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"));
+        }
+        query.first(c).await.optional()
+    })?)
+}
+
 /// Number of events in the log.
 pub async fn count(conn: &mut DbConn) -> StoreResult<i64> {
     Ok(with_conn!(conn, |c| events::table.count().get_result(c).await)?)

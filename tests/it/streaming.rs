@@ -59,17 +59,20 @@ fn deltas(events: &[Value]) -> Vec<&Value> {
     events.iter().filter(|e| e["__typename"] == "MessageDelta").collect()
 }
 
-/// The reply text the deltas add up to, placing each piece at its offset.
+/// The reply text the deltas add up to. Each piece must start exactly where the text so
+/// far ends, with a higher number than the last: no gap, no overlap, no duplicate.
 fn stitched(events: &[Value]) -> String {
-    let mut text: Vec<char> = vec![];
+    let mut text = String::new();
+    let mut last_seq = 0;
     for delta in deltas(events) {
         let offset = delta["offset"].as_u64().expect("offset") as usize;
-        let piece: Vec<char> = delta["text"].as_str().expect("text").chars().collect();
-        text.truncate(offset);
-        assert_eq!(text.len(), offset, "no gap before {delta}");
-        text.extend(piece);
+        assert_eq!(offset, text.chars().count(), "piece starts where the text ends: {delta}");
+        let seq = delta["seq"].as_u64().expect("seq");
+        assert!(seq > last_seq, "pieces arrive in order: {delta}");
+        last_seq = seq;
+        text.push_str(delta["text"].as_str().expect("text"));
     }
-    text.into_iter().collect()
+    text
 }
 
 fn full_reply(tokens: usize) -> String {

@@ -165,6 +165,7 @@ impl TestApp {
                     json!({ "id": conversation }),
                 )
                 .await;
+            assert!(status.get("errors").is_none(), "{status:#}");
             if status["data"]["conversation"]["status"] != "STREAMING" {
                 return;
             }
