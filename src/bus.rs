@@ -49,6 +49,10 @@ pub struct Bus {
 impl Bus {
     pub fn subscribe(&self, topic: Topic) -> broadcast::Receiver<Published> {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Channels nobody listens to any more go now and then, not only when published to.
+        if channels.len() >= 1024 && channels.len().is_power_of_two() {
+            channels.retain(|_, sender| sender.receiver_count() > 0);
+        }
         channels.entry(topic).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
     }
 

@@ -33,7 +33,8 @@ impl OpenAi {
 
     /// The model ids the endpoint serves (`GET /models`).
     pub async fn list_models(&self) -> anyhow::Result<Vec<String>> {
-        let response = self.authorized(self.http.get(self.url("models"))).send().await?.error_for_status()?;
+        let request = self.http.get(self.url("models")).timeout(std::time::Duration::from_secs(15));
+        let response = self.authorized(request).send().await?.error_for_status()?;
         let body: Value = response.json().await?;
         let mut ids: Vec<String> = body["data"]
             .as_array()
@@ -106,6 +107,9 @@ fn events(
                 break;
             };
             buffer.extend_from_slice(&received.map_err(|e| LlmError::Transport(e.to_string()))?);
+            if buffer.len() > MAX_LINE {
+                Err(LlmError::Malformed("a line of the stream is too long".into()))?;
+            }
             let mut done = false;
             while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
@@ -125,6 +129,9 @@ fn events(
         }
     }
 }
+
+/// The longest line a stream may send (a chunk of JSON).
+const MAX_LINE: usize = 1024 * 1024;
 
 enum Line {
     Text(String),

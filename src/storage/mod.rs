@@ -302,8 +302,14 @@ impl DbConn {
     }
 
     async fn commit(&mut self) -> StoreResult<()> {
+        let committed = match self {
+            DbConn::Pg(c) => commit_on::<AsyncPgConnection>(c).await,
+            // Committing may checkpoint the write-ahead log (disk writes, fsync): off the
+            // async workers.
+            DbConn::Sqlite(c) => sqlite::may_wait(commit_on::<SqliteConn>(c)).await,
+        };
         // A deferred constraint can fail at commit: that too is a conflict.
-        with_conn!(self, |c| commit_on(c).await).map_err(on_unique_violation)
+        committed.map_err(on_unique_violation)
     }
 
     async fn rollback(&mut self) -> StoreResult<()> {
