@@ -34,6 +34,9 @@ impl App {
         let app = Arc::new(App { config, db, catalog, bus: Bus::default(), replies: Replies::default() });
         tokio::spawn(crate::chat::keep_sweeping(Arc::downgrade(&app)));
         tokio::spawn(crate::chat::keep_checkpointing(Arc::downgrade(&app)));
+        if app.db.backend() == crate::storage::Backend::Postgres {
+            app.bus.relay_to(crate::relay::start(&app, app.config.database_url.clone()));
+        }
         let schema = graphql::build_schema(app.clone());
         Ok(Served { app, schema })
     }

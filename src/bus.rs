@@ -5,11 +5,12 @@
 //! resumes from its cursor) instead of slowing the reply or the other subscribers.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::domain::ids::{ConversationId, MessageId, UserId};
+use crate::relay::Relayed;
 use crate::storage::event_store::RecordedEvent;
 
 /// Messages a channel holds for its slowest subscriber: at 20 tokens a second, half a
@@ -44,6 +45,8 @@ pub enum Topic {
 #[derive(Default)]
 pub struct Bus {
     channels: Mutex<HashMap<Topic, broadcast::Sender<Published>>>,
+    /// Where messages go to reach other instances (PostgreSQL only).
+    relay: OnceLock<mpsc::Sender<Relayed>>,
 }
 
 impl Bus {
@@ -56,7 +59,33 @@ impl Bus {
         channels.entry(topic).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
     }
 
-    pub fn publish(&self, topic: Topic, message: Published) {
+    /// Sends messages on to other instances from now on.
+    pub fn relay_to(&self, relay: mpsc::Sender<Relayed>) {
+        let _ = self.relay.set(relay);
+    }
+
+    fn relay(&self, message: Relayed) {
+        if let Some(relay) = self.relay.get()
+            && relay.try_send(message).is_err()
+        {
+            tracing::warn!("the relay to other instances is falling behind; a message was dropped");
+        }
+    }
+
+    /// Publishes a reply's piece here and on other instances.
+    pub fn publish_delta(&self, conversation: ConversationId, delta: Delta) {
+        self.relay(Relayed::Delta {
+            conversation,
+            message: delta.message_id,
+            seq: delta.seq,
+            offset: delta.offset,
+            text: delta.text.clone(),
+        });
+        self.publish_here(Topic::Conversation(conversation), Published::Delta(Arc::new(delta)));
+    }
+
+    /// Publishes on this instance only.
+    pub fn publish_here(&self, topic: Topic, message: Published) {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(sender) = channels.get(&topic)
             && sender.send(message).is_err()
@@ -66,13 +95,23 @@ impl Bus {
         }
     }
 
-    /// Publishes a conversation's committed events to its channel and its owner's.
+    /// Publishes a conversation's committed events to its channel and its owner's, here
+    /// and on other instances.
     pub fn publish_events(&self, owner: UserId, events: Vec<RecordedEvent>) {
+        for event in &events {
+            let conversation = ConversationId::from_uuid(event.stream_id.0);
+            self.relay(Relayed::Event { conversation, owner, version: event.stream_version });
+        }
+        self.publish_events_here(owner, events);
+    }
+
+    /// [`Bus::publish_events`] on this instance only.
+    pub fn publish_events_here(&self, owner: UserId, events: Vec<RecordedEvent>) {
         for event in events {
             let event = Arc::new(event);
             let conversation = ConversationId::from_uuid(event.stream_id.0);
-            self.publish(Topic::Conversation(conversation), Published::Event(event.clone()));
-            self.publish(Topic::Viewer(owner), Published::Event(event));
+            self.publish_here(Topic::Conversation(conversation), Published::Event(event.clone()));
+            self.publish_here(Topic::Viewer(owner), Published::Event(event));
         }
     }
 }

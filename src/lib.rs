@@ -12,5 +12,6 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod llm;
+pub mod relay;
 pub mod storage;
 pub mod telemetry;

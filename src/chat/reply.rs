@@ -7,7 +7,6 @@ use futures_util::StreamExt;
 
 use super::{Reply, Stop, finish};
 use crate::app::App;
-use crate::bus::{Published, Topic};
 use crate::domain::Actor;
 use crate::domain::conversation::{Completion, ReplyOutcome};
 use crate::error::AppResult;
@@ -141,7 +140,7 @@ async fn stream(
             Some(StreamEvent::Text(text)) => {
                 first_token.get_or_insert_with(|| started.elapsed());
                 let delta = reply.push(text);
-                app.bus.publish(Topic::Conversation(reply.conversation), Published::Delta(Arc::new(delta)));
+                app.bus.publish_delta(reply.conversation, delta);
             }
             Some(StreamEvent::Finished { stop_reason, input_tokens, output_tokens }) => {
                 let completion = Completion {

@@ -407,3 +407,28 @@ async fn viewer_events_follow_the_conversation_list(app: TestApp) {
         ]
     );
 }
+
+/// Two instances share one PostgreSQL database: a device on one sees a reply streamed
+/// by the other, every recorded event and every piece.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_relay_streams_to_each_other() {
+    let Some(database) = crate::support::TestDb::postgres().await else { return };
+    let fake =
+        FakeLlm::start(Wire::OpenAi, Script { tokens: 30, delay: Duration::from_millis(5), ..Script::default() }).await;
+    let settings = fake.settings(None);
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = TestApp::start_with(database, &settings).await;
+    let b = a.another_instance(&settings).await;
+    let (token, _) = a.register("ada@example.com").await;
+    let conversation = a.create_conversation(&token, "Across").await;
+
+    let mut on_b = subscriber(&b, &token, &conversation, None).await;
+    collect(&mut on_b, |events| events.iter().any(|e| e["type"] == "ConversationCreated")).await;
+    // LISTEN takes effect asynchronously on B; give it a moment before producing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.send_message(&token, &conversation, "Hello from A").await;
+    let seen = collect(&mut on_b, |_| false).await;
+    let types: Vec<&str> = seen.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["UserMessageAdded", "AssistantMessageStarted", "AssistantMessageCompleted"]);
+    assert_eq!(stitched(&seen), full_reply(30), "every piece crossed over");
+}

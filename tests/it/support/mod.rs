@@ -48,7 +48,7 @@ pub struct TestApp {
     pub app: Arc<App>,
     pub http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
-    /// Always present; taken only by [`TestApp::restart`].
+    /// Owned by the first instance on a database (see [`TestApp::another_instance`]).
     database: Option<TestDb>,
 }
 
@@ -59,7 +59,18 @@ impl TestApp {
 
     /// Starts with extra environment-style settings, e.g. `("REGISTRATION", "closed")`.
     pub async fn start_with(database: TestDb, settings: &[(&str, &str)]) -> TestApp {
-        let url = database.url().to_owned();
+        let mut app = Self::serve(database.url(), settings).await;
+        app.database = Some(database);
+        app
+    }
+
+    /// A second server on this app's database, as another replica would be.
+    pub async fn another_instance(&self, settings: &[(&str, &str)]) -> TestApp {
+        Self::serve(self.database().url(), settings).await
+    }
+
+    async fn serve(url: &str, settings: &[(&str, &str)]) -> TestApp {
+        let url = url.to_owned();
         let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let config = Config::from_lookup(|key| match key {
             "DATABASE_URL" => Some(url.clone()),
@@ -75,7 +86,7 @@ impl TestApp {
         let server = tokio::spawn(async move {
             let _ = liteskill::http::serve(listener, served, std::future::pending(), Duration::ZERO).await;
         });
-        TestApp { address, app, http: reqwest::Client::new(), server, database: Some(database) }
+        TestApp { address, app, http: reqwest::Client::new(), server, database: None }
     }
 
     pub fn database(&self) -> &TestDb {

@@ -1,0 +1,174 @@
+//! Relaying the bus between server instances that share a PostgreSQL database, through
+//! LISTEN/NOTIFY, so a device connected to one instance sees what happens on another.
+//!
+//! Outgoing messages are batched into notifications of at most [`MAX_PAYLOAD`] bytes.
+//! A committed event travels as its stream and version (receivers read it from the log);
+//! a reply's piece travels whole. Each instance ignores its own notifications.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::app::App;
+use crate::bus::{Delta, Published, Topic};
+use crate::domain::ids::{ConversationId, MessageId, UserId};
+use crate::storage::event_store;
+
+const CHANNEL: &str = "liteskill_bus";
+/// PostgreSQL refuses notification payloads of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7_000;
+
+/// A bus message as it crosses to other instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "k")]
+pub enum Relayed {
+    Event { conversation: ConversationId, owner: UserId, version: i64 },
+    Delta { conversation: ConversationId, message: MessageId, seq: u64, offset: usize, text: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Notification {
+    from: u64,
+    messages: Vec<Relayed>,
+}
+
+/// Starts relaying: returns the sender the bus hands outgoing messages to.
+pub fn start(app: &Arc<App>, url: String) -> mpsc::Sender<Relayed> {
+    let instance = rand::random::<u64>();
+    let (sender, receiver) = mpsc::channel(16_384);
+    tokio::spawn(send(url.clone(), instance, receiver));
+    tokio::spawn(receive(Arc::downgrade(app), url, instance));
+    sender
+}
+
+/// Sends what this instance publishes, batched, until the application ends.
+async fn send(url: String, instance: u64, mut outgoing: mpsc::Receiver<Relayed>) {
+    let mut conn: Option<AsyncPgConnection> = None;
+    while let Some(first) = outgoing.recv().await {
+        let mut messages = vec![first];
+        while let Ok(next) = outgoing.try_recv() {
+            messages.push(next);
+        }
+        for payload in payloads(instance, messages) {
+            if conn.is_none() {
+                conn = AsyncPgConnection::establish(&url).await.ok();
+            }
+            let Some(c) = conn.as_mut() else {
+                tracing::warn!("cannot reach PostgreSQL to relay to other instances");
+                continue;
+            };
+            let notified = diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<Text, _>(CHANNEL)
+                .bind::<Text, _>(payload)
+                .execute(c)
+                .await;
+            if let Err(error) = notified {
+                tracing::warn!(%error, "relaying to other instances failed");
+                conn = None;
+            }
+        }
+    }
+}
+
+/// Notification payloads for `messages`, each under the size limit.
+fn payloads(instance: u64, messages: Vec<Relayed>) -> Vec<String> {
+    let mut payloads = vec![];
+    let mut batch: Vec<Relayed> = vec![];
+    let mut size = 0;
+    for message in messages {
+        let length = serde_json::to_string(&message).map_or(0, |m| m.len());
+        if length + 64 > MAX_PAYLOAD {
+            tracing::warn!("a message too large to relay was dropped");
+            continue;
+        }
+        if size + length + 64 > MAX_PAYLOAD && !batch.is_empty() {
+            payloads
+                .extend(serde_json::to_string(&Notification { from: instance, messages: std::mem::take(&mut batch) }));
+            size = 0;
+        }
+        size += length + 1;
+        batch.push(message);
+    }
+    if !batch.is_empty() {
+        payloads.extend(serde_json::to_string(&Notification { from: instance, messages: batch }));
+    }
+    payloads
+}
+
+/// Publishes other instances' messages here, reconnecting as needed, until the
+/// application ends.
+async fn receive(app: Weak<App>, url: String, instance: u64) {
+    loop {
+        if app.strong_count() == 0 {
+            return;
+        }
+        if let Err(error) = listen(&app, &url, instance).await {
+            tracing::warn!(%error, "listening to other instances failed; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen(app: &Weak<App>, url: &str, instance: u64) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    let mut notifications = std::pin::pin!(conn.notifications_stream());
+    while let Some(notification) = notifications.next().await {
+        let notification = notification?;
+        let Ok(Notification { from, messages }) = serde_json::from_str(&notification.payload) else { continue };
+        let Some(app) = app.upgrade() else { return Ok(()) };
+        if from != instance {
+            publish_here(&app, messages).await;
+        }
+    }
+    anyhow::bail!("the notification stream ended")
+}
+
+async fn publish_here(app: &App, messages: Vec<Relayed>) {
+    for message in messages {
+        match message {
+            Relayed::Event { conversation, owner, version } => {
+                let loaded = async {
+                    event_store::load_stream_page(&mut app.db.conn().await?, conversation.uuid(), version - 1, 1).await
+                };
+                match loaded.await {
+                    Ok(events) => app.bus.publish_events_here(owner, events),
+                    Err(error) => tracing::warn!(%error, "could not read a relayed event"),
+                }
+            }
+            Relayed::Delta { conversation, message, seq, offset, text } => {
+                let delta = Delta { message_id: message, seq, offset, text };
+                app.bus.publish_here(Topic::Conversation(conversation), Published::Delta(Arc::new(delta)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_stay_under_the_limit() {
+        let delta = |n: u64| Relayed::Delta {
+            conversation: ConversationId::new(),
+            message: MessageId::new(),
+            seq: n,
+            offset: 0,
+            text: "x".repeat(500),
+        };
+        let payloads = payloads(7, (0..100).map(delta).collect());
+        assert!(payloads.len() > 1);
+        assert!(payloads.iter().all(|p| p.len() < MAX_PAYLOAD));
+        let relayed: usize = payloads
+            .iter()
+            .map(|p| serde_json::from_str::<Notification>(p).map(|n| n.messages.len()).unwrap_or(0))
+            .sum();
+        assert_eq!(relayed, 100);
+    }
+}
