@@ -84,6 +84,16 @@ impl Reply {
         self.text().pieces.concat()
     }
 
+    /// Its checkpoint as it stands.
+    fn checkpoint(&self, at: chrono::DateTime<chrono::Utc>) -> Checkpoint {
+        let text = self.text();
+        Checkpoint {
+            pieces: text.pieces.len() as i64,
+            text: text.pieces.concat(),
+            ..Checkpoint::start(self.conversation, self.message_id, at)
+        }
+    }
+
     /// Everything after piece `after_seq`, as one delta (none if nothing is new).
     pub fn catch_up(&self, after_seq: u64) -> Option<Delta> {
         let text = self.text();
@@ -123,7 +133,7 @@ impl Replies {
     /// Checkpoints of every reply streaming here, as they stand.
     fn checkpoints(&self) -> Vec<Checkpoint> {
         let now = domain::now();
-        self.map().values().map(|r| Checkpoint::new(r.conversation, r.message_id, r.so_far(), now)).collect()
+        self.map().values().map(|r| r.checkpoint(now)).collect()
     }
 
     fn remove(&self, reply: &Reply) {
@@ -230,7 +240,7 @@ pub async fn send_message(
             async move {
                 let events = execute::<Conversation>(conn, id.uuid(), actor, send).await?;
                 // Saved with the start of the reply, so a crash from here on is recoverable.
-                checkpoints::save(conn, &Checkpoint::new(id, reply_id, String::new(), domain::now())).await?;
+                checkpoints::save(conn, &Checkpoint::start(id, reply_id, domain::now())).await?;
                 let message = messages::find(conn, message_id).await?.ok_or(AppError::NotFound("message"))?;
                 Ok::<_, AppError>((message, events))
             }

@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::bus::{Delta, Published, Topic};
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::error::AppError;
+use crate::storage::checkpoints::{self, Checkpoint};
 use crate::storage::event_store::{self, Cursor, RecordedEvent, Scope};
 use crate::storage::projections::users;
 
@@ -43,36 +44,57 @@ pub enum ConversationEvent {
     Delta(MessageDelta),
 }
 
-/// Where a subscriber is: after stored event `version`, and after piece `seq` of reply
-/// `message` if it was receiving one.
+/// Where a subscriber is: after stored event `version`, and inside the reply it was
+/// receiving, if any.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Position {
     version: i64,
-    delta: Option<(MessageId, u64)>,
+    delta: Option<Received>,
+}
+
+/// How much of a reply a subscriber has: its pieces up to `seq`, `chars` characters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Received {
+    message: MessageId,
+    seq: u64,
+    chars: u64,
 }
 
 impl Position {
     fn cursor(self) -> String {
         match self.delta {
             None => position_cursor(self.version),
-            Some((message, seq)) => encode_cursor(&format!("{}|{message}|{seq}", self.version)),
+            Some(Received { message, seq, chars }) => {
+                encode_cursor(&format!("{}|{message}|{seq}|{chars}", self.version))
+            }
         }
     }
 
     fn parse(cursor: &str) -> Result<Position, AppError> {
         let invalid = || AppError::bad_input("after", "is not a cursor from this server");
         let inner = decode_cursor(cursor)?;
-        let mut parts = inner.split('|');
-        let version = parts.next().and_then(|v| v.parse().ok()).filter(|v| *v >= 0).ok_or_else(invalid)?;
-        let delta = match (parts.next(), parts.next(), parts.next()) {
-            (None, _, _) => None,
-            (Some(message), Some(seq), None) => {
-                Some((MessageId::parse(message).map_err(|_| invalid())?, seq.parse().map_err(|_| invalid())?))
-            }
+        let parts: Vec<&str> = inner.split('|').collect();
+        let version = parts[0].parse().ok().filter(|v| *v >= 0).ok_or_else(invalid)?;
+        let delta = match parts[1..] {
+            [] => None,
+            [message, seq, chars] => Some(Received {
+                message: MessageId::parse(message).map_err(|_| invalid())?,
+                seq: seq.parse().map_err(|_| invalid())?,
+                chars: chars.parse().map_err(|_| invalid())?,
+            }),
             _ => return Err(invalid()),
         };
         Ok(Position { version, delta })
     }
+}
+
+/// What to do with a piece of a reply.
+enum Next {
+    Send(MessageDelta),
+    /// Already sent, or its reply has ended.
+    Skip,
+    /// Pieces before it are missing.
+    Gap,
 }
 
 /// Replies whose end this subscriber has seen, and where it is.
@@ -97,24 +119,61 @@ impl Subscriber {
         true
     }
 
-    fn delta(&mut self, delta: &Delta) -> Option<MessageDelta> {
-        if self.ended.contains(&delta.message_id) {
-            return None;
+    /// How much of reply `message` was sent: pieces and characters.
+    fn received(&self, message: MessageId) -> (u64, u64) {
+        match self.position.delta {
+            Some(received) if received.message == message => (received.seq, received.chars),
+            _ => (0, 0),
         }
-        if let Some((message, seq)) = self.position.delta
-            && message == delta.message_id
-            && delta.seq <= seq
-        {
-            return None;
+    }
+
+    fn delta(&mut self, delta: &Delta) -> Next {
+        let (seq, chars) = self.received(delta.message_id);
+        if self.ended.contains(&delta.message_id) || delta.seq <= seq {
+            return Next::Skip;
         }
-        self.position.delta = Some((delta.message_id, delta.seq));
-        Some(MessageDelta {
+        if delta.offset as u64 != chars {
+            return Next::Gap;
+        }
+        let chars = chars + delta.text.chars().count() as u64;
+        self.position.delta = Some(Received { message: delta.message_id, seq: delta.seq, chars });
+        Next::Send(MessageDelta {
             cursor: self.position.cursor(),
             message_id: ID(delta.message_id.to_string()),
             seq: delta.seq,
             offset: delta.offset as u64,
             text: delta.text.clone(),
         })
+    }
+
+    /// What a saved checkpoint adds to what was sent of its reply.
+    fn checkpointed(&mut self, checkpoint: &Checkpoint) -> Option<MessageDelta> {
+        let message = checkpoint.message();
+        let (_, chars) = self.received(message);
+        let text: String = checkpoint.text.chars().skip(chars as usize).collect();
+        if text.is_empty() {
+            return None;
+        }
+        let delta = Delta { message_id: message, seq: checkpoint.pieces as u64, offset: chars as usize, text };
+        match self.delta(&delta) {
+            Next::Send(delta) => Some(delta),
+            Next::Skip | Next::Gap => None,
+        }
+    }
+
+    /// Sends what the reply's checkpoint holds, then the waiting pieces that now follow on;
+    /// keeps the ones that still do not.
+    fn fill(&mut self, checkpoint: Option<&Checkpoint>, waiting: &mut Vec<Arc<Delta>>) -> Vec<MessageDelta> {
+        let mut sent: Vec<MessageDelta> = checkpoint.and_then(|c| self.checkpointed(c)).into_iter().collect();
+        waiting.retain(|delta| match self.delta(delta) {
+            Next::Send(delta) => {
+                sent.push(delta);
+                false
+            }
+            Next::Skip => false,
+            Next::Gap => true,
+        });
+        sent
     }
 }
 
@@ -147,6 +206,11 @@ fn history_event<'a>(
 fn recorded_after(app: &App, id: ConversationId, version: i64) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
     async move { Ok(event_store::load_stream_page(&mut app.db.conn().await?, id.uuid(), version, i64::MAX).await?) }
         .boxed()
+}
+
+/// The saved state of the reply streaming in a conversation (boxed, like [`history_event`]).
+fn checkpoint_of(app: &App, id: ConversationId) -> BoxFuture<'_, Result<Option<Checkpoint>, AppError>> {
+    async move { Ok(checkpoints::of_conversation(&mut app.db.conn().await?, id).await?) }.boxed()
 }
 
 const VIEWER_BATCH: i64 = 500;
@@ -253,6 +317,15 @@ fn log_end(app: &App) -> BoxFuture<'_, Result<Cursor, AppError>> {
     async move { Ok(event_store::end(&mut app.db.conn().await?).await?) }.boxed()
 }
 
+/// How often a subscriber missing pieces of a reply streaming on another server looks for
+/// a newer checkpoint.
+const REFILL_EVERY: Duration = Duration::from_millis(200);
+
+enum Wake {
+    Live(Result<Published, RecvError>),
+    Refill,
+}
+
 fn events(
     app: Arc<App>,
     id: ConversationId,
@@ -261,6 +334,11 @@ fn events(
     async_stream::try_stream! {
         let mut live = app.bus.subscribe(Topic::Conversation(id));
         let mut subscriber = Subscriber { position, ended: HashSet::new() };
+        // Read before the log: a checkpoint is saved with the event that starts its reply.
+        let checkpoint = match app.replies.get(id) {
+            Some(_) => None,
+            None => checkpoint_of(&app, id).await?,
+        };
         let stored = recorded_after(&app, id, position.version).await?;
         for event in &stored {
             if subscriber.recorded(event) {
@@ -268,19 +346,30 @@ fn events(
             }
         }
         if let Some(reply) = app.replies.get(id) {
-            let after = match subscriber.position.delta {
-                Some((message, seq)) if message == reply.message_id => seq,
-                _ => 0,
-            };
+            let (after, _) = subscriber.received(reply.message_id);
             if let Some(catch_up) = reply.catch_up(after)
-                && let Some(delta) = subscriber.delta(&catch_up)
+                && let Next::Send(delta) = subscriber.delta(&catch_up)
             {
                 yield ConversationEvent::Delta(delta);
             }
+        } else if let Some(delta) = checkpoint.and_then(|c| subscriber.checkpointed(&c)) {
+            yield ConversationEvent::Delta(delta);
         }
+        // Pieces of a reply streaming on another server that came before its checkpoint
+        // caught up with what this subscriber has.
+        let mut waiting: Vec<Arc<Delta>> = vec![];
+        let mut refill_at = tokio::time::Instant::now();
         loop {
-            match live.recv().await {
-                Ok(Published::Event(event)) => {
+            let wake = if waiting.is_empty() {
+                Wake::Live(live.recv().await)
+            } else {
+                tokio::select! {
+                    received = live.recv() => Wake::Live(received),
+                    () = tokio::time::sleep_until(refill_at) => Wake::Refill,
+                }
+            };
+            match wake {
+                Wake::Live(Ok(Published::Event(event))) => {
                     // Commands publish after they commit, so a later version can arrive
                     // first: read the gap from the log instead of skipping it.
                     let events = if event.stream_version > subscriber.position.version + 1 {
@@ -293,14 +382,32 @@ fn events(
                             yield ConversationEvent::Recorded(history_event(&app, event, subscriber.position.cursor()).await?);
                         }
                     }
+                    waiting.retain(|delta| !subscriber.ended.contains(&delta.message_id));
                 }
-                Ok(Published::Delta(delta)) => {
-                    if let Some(delta) = subscriber.delta(&delta) {
+                Wake::Live(Ok(Published::Delta(delta))) => match subscriber.delta(&delta) {
+                    Next::Send(delta) => yield ConversationEvent::Delta(delta),
+                    Next::Skip => {}
+                    Next::Gap => {
+                        let refill = waiting.is_empty();
+                        waiting.push(delta);
+                        if refill {
+                            refill_at = tokio::time::Instant::now() + REFILL_EVERY;
+                            let checkpoint = checkpoint_of(&app, id).await?;
+                            for delta in subscriber.fill(checkpoint.as_ref(), &mut waiting) {
+                                yield ConversationEvent::Delta(delta);
+                            }
+                        }
+                    }
+                },
+                Wake::Refill => {
+                    refill_at += REFILL_EVERY;
+                    let checkpoint = checkpoint_of(&app, id).await?;
+                    for delta in subscriber.fill(checkpoint.as_ref(), &mut waiting) {
                         yield ConversationEvent::Delta(delta);
                     }
                 }
-                Err(RecvError::Lagged(_)) => Err(lagged())?,
-                Err(RecvError::Closed) => break,
+                Wake::Live(Err(RecvError::Lagged(_))) => Err(lagged())?,
+                Wake::Live(Err(RecvError::Closed)) => break,
             }
         }
     }
@@ -313,22 +420,53 @@ mod tests {
     #[test]
     fn cursors_round_trip() {
         let message = MessageId::new();
-        for position in [Position { version: 7, delta: None }, Position { version: 9, delta: Some((message, 12)) }] {
+        let received = Received { message, seq: 12, chars: 40 };
+        for position in [Position { version: 7, delta: None }, Position { version: 9, delta: Some(received) }] {
             assert_eq!(Position::parse(&position.cursor()).ok(), Some(position));
         }
-        assert!(Position::parse(&encode_cursor("1|nope|2")).is_err());
+        assert!(Position::parse(&encode_cursor("1|nope|2|3")).is_err());
+        assert!(Position::parse(&encode_cursor(&format!("1|{message}|2"))).is_err());
         assert!(Position::parse(&encode_cursor("-1")).is_err());
     }
 
+    fn sent(next: Next) -> Option<String> {
+        match next {
+            Next::Send(delta) => Some(delta.text),
+            Next::Skip | Next::Gap => None,
+        }
+    }
+
     #[test]
-    fn deltas_are_sent_once_and_not_after_their_reply_ended() {
+    fn deltas_are_sent_once_in_order_and_not_after_their_reply_ended() {
         let message = MessageId::new();
         let mut subscriber = Subscriber { position: Position::default(), ended: HashSet::new() };
-        let delta = |seq| Delta { message_id: message, seq, offset: 0, text: "x".into() };
-        assert!(subscriber.delta(&delta(1)).is_some());
-        assert!(subscriber.delta(&delta(1)).is_none(), "duplicate");
-        assert!(subscriber.delta(&delta(2)).is_some());
+        let delta = |seq, offset| Delta { message_id: message, seq, offset, text: "x".into() };
+        assert!(sent(subscriber.delta(&delta(1, 0))).is_some());
+        assert!(matches!(subscriber.delta(&delta(1, 0)), Next::Skip), "duplicate");
+        assert!(matches!(subscriber.delta(&delta(3, 2)), Next::Gap), "piece 2 is missing");
+        assert!(sent(subscriber.delta(&delta(2, 1))).is_some());
         subscriber.ended.insert(message);
-        assert!(subscriber.delta(&delta(3)).is_none(), "after the end event");
+        assert!(matches!(subscriber.delta(&delta(3, 2)), Next::Skip), "after the end event");
+    }
+
+    #[test]
+    fn a_checkpoint_fills_the_gap_before_waiting_pieces() {
+        let message = MessageId::new();
+        let conversation = ConversationId::new();
+        let mut subscriber = Subscriber { position: Position::default(), ended: HashSet::new() };
+        let piece = |seq, offset, text: &str| Arc::new(Delta { message_id: message, seq, offset, text: text.into() });
+        let mut waiting = vec![piece(4, 6, "de"), piece(5, 8, "f")];
+        let checkpoint = |pieces, text: &str| Checkpoint {
+            pieces,
+            text: text.into(),
+            ..Checkpoint::start(conversation, message, crate::domain::now())
+        };
+        assert!(subscriber.fill(Some(&checkpoint(2, "abc")), &mut waiting).len() == 1, "only the checkpoint");
+        assert_eq!(waiting.len(), 2, "piece 3 is still missing");
+        let sent = subscriber.fill(Some(&checkpoint(4, "abcabcde")), &mut waiting);
+        let texts: Vec<&str> = sent.iter().map(|d| d.text.as_str()).collect();
+        assert_eq!(texts, ["abcde", "f"]);
+        assert!(waiting.is_empty());
+        assert_eq!(subscriber.received(message), (5, 9));
     }
 }

@@ -17,15 +17,19 @@ pub struct Checkpoint {
     pub conversation_id: DbUuid,
     pub text: String,
     pub heartbeat_at: DbTime,
+    /// Pieces of the reply in `text`.
+    pub pieces: i64,
 }
 
 impl Checkpoint {
-    pub fn new(conversation: ConversationId, message: MessageId, text: String, at: DateTime<Utc>) -> Checkpoint {
+    /// The checkpoint of a reply that has just started.
+    pub fn start(conversation: ConversationId, message: MessageId, at: DateTime<Utc>) -> Checkpoint {
         Checkpoint {
             message_id: DbUuid(message.uuid()),
             conversation_id: DbUuid(conversation.uuid()),
-            text,
+            text: String::new(),
             heartbeat_at: DbTime(at),
+            pieces: 0,
         }
     }
 
@@ -48,6 +52,7 @@ pub async fn save(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<()>
             .set((
                 checkpoints::text.eq(excluded(checkpoints::text)),
                 checkpoints::heartbeat_at.eq(excluded(checkpoints::heartbeat_at)),
+                checkpoints::pieces.eq(excluded(checkpoints::pieces)),
             ))
             .execute(c)
             .await
@@ -59,7 +64,11 @@ pub async fn save(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<()>
 /// whose checkpoint is gone) stays gone. Returns whether it was still there.
 pub async fn refresh(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<bool> {
     let row = checkpoints::table.find(checkpoint.message_id);
-    let set = (checkpoints::text.eq(&checkpoint.text), checkpoints::heartbeat_at.eq(checkpoint.heartbeat_at));
+    let set = (
+        checkpoints::text.eq(&checkpoint.text),
+        checkpoints::heartbeat_at.eq(checkpoint.heartbeat_at),
+        checkpoints::pieces.eq(checkpoint.pieces),
+    );
     Ok(with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)? == 1)
 }
 
@@ -67,6 +76,19 @@ pub async fn find(conn: &mut DbConn, message: MessageId) -> StoreResult<Option<C
     let message = DbUuid(message.uuid());
     Ok(with_conn!(conn, |c| {
         checkpoints::table.find(message).select(Checkpoint::as_select()).first(c).await.optional()
+    })?)
+}
+
+/// The checkpoint of the reply streaming in a conversation, if one is.
+pub async fn of_conversation(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<Option<Checkpoint>> {
+    let conversation = DbUuid(conversation.uuid());
+    Ok(with_conn!(conn, |c| {
+        checkpoints::table
+            .filter(checkpoints::conversation_id.eq(conversation))
+            .select(Checkpoint::as_select())
+            .first(c)
+            .await
+            .optional()
     })?)
 }
 

@@ -125,6 +125,7 @@ diesel::table! {
         conversation_id -> Uuid,
         text -> Text,
         heartbeat_at -> UtcTime,
+        pieces -> BigInt,
     }
 }
 

@@ -432,3 +432,33 @@ async fn instances_relay_streams_to_each_other() {
     assert_eq!(types, ["UserMessageAdded", "AssistantMessageStarted", "AssistantMessageCompleted"]);
     assert_eq!(stitched(&seen), full_reply(30), "every piece crossed over");
 }
+
+/// A device joins, on another instance, a reply already streaming: it gets the text so
+/// far (from the saved checkpoint), then every later piece, with no gap and no overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_mid_stream_on_another_instance_misses_nothing() {
+    let Some(database) = crate::support::TestDb::postgres().await else { return };
+    let script = Script { tokens: 50, delay: Duration::from_millis(50), ..Script::default() };
+    let fake = FakeLlm::start(Wire::OpenAi, script).await;
+    let settings = fake.settings(None);
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = TestApp::start_with(database, &settings).await;
+    let b = a.another_instance(&settings).await;
+    let (token, _) = a.register("ada@example.com").await;
+    let conversation = a.create_conversation(&token, "Late").await;
+    let mut on_b = subscriber(&b, &token, &conversation, None).await;
+    collect(&mut on_b, |events| events.iter().any(|e| e["type"] == "ConversationCreated")).await;
+    // LISTEN takes effect asynchronously on B; give it a moment before producing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    a.send_message(&token, &conversation, "Hello from A").await;
+    // Join after at least one checkpoint (saved every second), between two of them.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let mut late = subscriber(&b, &token, &conversation, None).await;
+    let seen = collect(&mut late, |_| false).await;
+    let first = deltas(&seen).first().map(|d| d["seq"].as_u64().expect("seq")).expect("a delta");
+    assert!(first > 1, "the first delta catches up on the text so far: {seen:#?}");
+    assert_eq!(stitched(&seen), full_reply(50));
+    let early = collect(&mut on_b, |_| false).await;
+    assert_eq!(stitched(&early), full_reply(50), "the device there from the start saw every piece");
+}
