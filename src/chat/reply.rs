@@ -73,8 +73,8 @@ async fn context(app: &App, reply: &Reply, model: &Model) -> AppResult<ChatReque
         model: model.upstream_id.clone(),
         system,
         messages,
-        temperature: temperature.map(|t| t as f32),
-        max_tokens: max_tokens.and_then(|n| u32::try_from(n).ok()),
+        temperature: temperature.or(model.temperature).map(|t| t as f32),
+        max_tokens: max_tokens.or(model.max_tokens).and_then(|n| u32::try_from(n).ok()),
     })
 }
 

@@ -239,6 +239,9 @@ pub struct CreateConversationInput {
     /// Defaults to the server's default model.
     pub model_id: Option<String>,
     pub system_prompt: Option<String>,
+    /// Starts from this preset's system prompt (a key from `systemPromptPresets`);
+    /// not together with `systemPrompt`.
+    pub system_prompt_preset: Option<String>,
     /// Sampling temperature, 0 to 2; the model's default when absent.
     pub temperature: Option<f64>,
     /// Longest reply, in tokens; the model's default when absent.
@@ -365,12 +368,27 @@ impl ConversationMutation {
         if !viewer.may_use(&model.id) {
             return Err(AppError::Forbidden("your account may not use this model").into());
         }
+        let system_prompt = match (input.system_prompt, input.system_prompt_preset) {
+            (Some(_), Some(_)) => {
+                return Err(AppError::bad_input("systemPromptPreset", "cannot be given with systemPrompt").into());
+            }
+            (Some(text), None) => Some(text),
+            // The preset's text as it is now: editing the file later leaves this conversation be.
+            (None, Some(key)) => Some(
+                catalog
+                    .preset(&key)
+                    .ok_or_else(|| AppError::bad_input("systemPromptPreset", format!("no preset `{key}` is offered")))?
+                    .content
+                    .clone(),
+            ),
+            (None, None) => None,
+        };
         let command = Command::Create {
             owner: viewer.user_id,
             title: Title::parse(input.title.as_deref().unwrap_or(DEFAULT_TITLE))?,
             sampling: Sampling::parse(input.temperature, input.max_tokens)?,
             model_id,
-            system_prompt: input.system_prompt.as_deref().map(SystemPrompt::parse).transpose()?,
+            system_prompt: system_prompt.as_deref().map(SystemPrompt::parse).transpose()?,
         };
         Ok(Conversation(chat::command(ctx.app(), viewer.actor(), ConversationId::new(), command).await?))
     }

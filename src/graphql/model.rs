@@ -1,4 +1,4 @@
-//! The model catalog.
+//! The model catalog and system-prompt presets.
 
 use async_graphql::{Context, Object, SimpleObject};
 
@@ -10,10 +10,23 @@ pub struct Model {
     /// Pass as `modelId` to `createConversation`.
     pub id: String,
     pub display_name: String,
-    /// `demo` or `openai`.
+    /// `bedrock`, `openai` or `demo`.
     pub provider: String,
     /// Used by conversations that name no model.
     pub is_default: bool,
+    /// Sampling temperature of conversations that set none (the provider's when null).
+    pub temperature: Option<f64>,
+    /// Longest reply of conversations that set none (the provider's when null).
+    pub max_tokens: Option<i64>,
+}
+
+/// A system prompt to start a conversation with.
+#[derive(SimpleObject)]
+pub struct SystemPromptPreset {
+    /// Pass as `systemPromptPreset` to `createConversation`.
+    pub key: String,
+    pub description: Option<String>,
+    pub content: String,
 }
 
 #[derive(Default)]
@@ -35,6 +48,24 @@ impl ModelQuery {
                 display_name: m.display_name.clone(),
                 provider: m.provider_kind.to_owned(),
                 is_default: &m.id == default,
+                temperature: m.temperature,
+                max_tokens: m.max_tokens,
+            })
+            .collect())
+    }
+
+    /// The system prompts this server suggests, by key.
+    async fn system_prompt_presets(&self, ctx: &Context<'_>) -> ApiResult<Vec<SystemPromptPreset>> {
+        ctx.viewer()?;
+        Ok(ctx
+            .app()
+            .catalog
+            .presets()
+            .iter()
+            .map(|p| SystemPromptPreset {
+                key: p.key.clone(),
+                description: p.description.clone(),
+                content: p.content.clone(),
             })
             .collect())
     }

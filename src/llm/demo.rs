@@ -19,6 +19,8 @@ pub fn model(token_delay: Duration) -> Model {
         display_name: "Demo (canned replies, no model configured)".to_owned(),
         provider_kind: "demo",
         upstream_id: "demo".to_owned(),
+        temperature: None,
+        max_tokens: None,
         provider: Arc::new(Demo { token_delay }),
     }
 }

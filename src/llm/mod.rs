@@ -10,7 +10,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
-use crate::config::LlmConfig;
+use anyhow::Context;
+
+use crate::config::{LlmConfig, ModelSpec, Preset};
 
 /// Who said a message in the context sent to a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,13 +84,32 @@ pub struct Model {
     pub provider_kind: &'static str,
     /// The id the provider knows the model by.
     pub upstream_id: String,
+    /// Sampling for conversations that set none.
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<i64>,
     pub provider: Arc<dyn Provider>,
 }
 
-/// The models this server offers; the first is the default unless configured otherwise.
+impl Model {
+    fn configured(spec: ModelSpec, provider_kind: &'static str, provider: Arc<dyn Provider>) -> Model {
+        Model {
+            display_name: spec.display_name.unwrap_or_else(|| spec.id.clone()),
+            upstream_id: spec.upstream_id.unwrap_or_else(|| spec.id.clone()),
+            id: spec.id,
+            provider_kind,
+            temperature: spec.temperature,
+            max_tokens: spec.max_tokens,
+            provider,
+        }
+    }
+}
+
+/// The models and system-prompt presets this server offers; the first model is the
+/// default unless configured otherwise.
 pub struct Catalog {
     models: Vec<Model>,
     default: usize,
+    presets: Vec<Preset>,
 }
 
 impl Catalog {
@@ -98,39 +119,40 @@ impl Catalog {
         let mut models = vec![];
         if let Some(settings) = &config.bedrock {
             let provider: Arc<dyn Provider> = Arc::new(bedrock::Bedrock::new(settings).await);
-            models.extend(settings.models.iter().map(|id| Model {
-                id: id.clone(),
-                display_name: id.clone(),
-                provider_kind: "bedrock",
-                upstream_id: id.clone(),
-                provider: provider.clone(),
-            }));
+            models.extend(
+                settings.models.iter().map(|spec| Model::configured(spec.clone(), "bedrock", provider.clone())),
+            );
         }
-        if let Some(endpoint) = &config.openai {
+        for endpoint in &config.openai {
             let provider = Arc::new(openai::OpenAi::new(endpoint.clone())?);
-            let ids = match &endpoint.models {
-                Some(ids) => ids.clone(),
-                None => provider.list_models().await?,
+            let specs = match &endpoint.models {
+                Some(specs) => specs.clone(),
+                None => provider
+                    .list_models()
+                    .await
+                    .with_context(|| format!("listing the models of endpoint `{}`", endpoint.name))?
+                    .into_iter()
+                    .map(ModelSpec::named)
+                    .collect(),
             };
-            models.extend(ids.into_iter().map(|id| Model {
-                display_name: id.clone(),
-                upstream_id: id.clone(),
-                id,
-                provider_kind: "openai",
-                provider: provider.clone(),
-            }));
+            models.extend(specs.into_iter().map(|spec| Model::configured(spec, "openai", provider.clone())));
         }
         if models.is_empty() {
             models.push(demo::model(config.demo_token_delay));
+        }
+        for (i, model) in models.iter().enumerate() {
+            if models[..i].iter().any(|m| m.id == model.id) {
+                anyhow::bail!("two configured models have the id `{}`; give one another id", model.id);
+            }
         }
         let default = match &config.default_model {
             Some(id) => models
                 .iter()
                 .position(|m| &m.id == id)
-                .ok_or_else(|| anyhow::anyhow!("LITESKILL_DEFAULT_MODEL `{id}` is not among the models"))?,
+                .ok_or_else(|| anyhow::anyhow!("the default model `{id}` is not among the models"))?,
             None => 0,
         };
-        Ok(Catalog { models, default })
+        Ok(Catalog { models, default, presets: config.presets.clone() })
     }
 
     pub fn models(&self) -> &[Model] {
@@ -143,5 +165,13 @@ impl Catalog {
 
     pub fn default_model(&self) -> &Model {
         &self.models[self.default]
+    }
+
+    pub fn presets(&self) -> &[Preset] {
+        &self.presets
+    }
+
+    pub fn preset(&self, key: &str) -> Option<&Preset> {
+        self.presets.iter().find(|p| p.key == key)
     }
 }

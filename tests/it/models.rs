@@ -120,7 +120,108 @@ async fn the_cli_sets_model_masks(app: TestApp) {
     assert_eq!(models["models"], json!([{ "id": "demo" }]));
 }
 
+/// Two OpenAI-compatible endpoints and Bedrock from a models file, and presets from a
+/// presets file: each model is served by its own endpoint, under its upstream id, with
+/// its default sampling; a preset starts a conversation with its system prompt.
+async fn a_models_file_and_presets(app: TestApp) {
+    let script = Script { tokens: 2, ..Script::default() };
+    let (first, second, bedrock) = (
+        FakeLlm::start(Wire::OpenAi, script.clone()).await,
+        FakeLlm::start(Wire::OpenAi, script.clone()).await,
+        FakeLlm::start(Wire::Bedrock, script).await,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = dir.path().join("models.yaml");
+    std::fs::write(
+        &models,
+        format!(
+            "default_model: smart
+openai:
+  - name: litellm
+    base_url: http://{}/v1
+    api_key_env: LITELLM_KEY
+    models:
+      - id: smart
+        display_name: Smart one
+        upstream_id: openai/gpt-4o
+        temperature: 0.3
+        max_tokens: 99
+  - name: ollama
+    base_url: http://{}/v1
+bedrock:
+  region: us-east-1
+  endpoint_url: http://{}
+  models: [claude]
+",
+            first.address, second.address, bedrock.address
+        ),
+    )
+    .expect("write models");
+    let presets = dir.path().join("presets.yaml");
+    std::fs::write(&presets, "pirate:\n  description: Talks like a pirate\n  content: Answer like a pirate.\n")
+        .expect("write presets");
+    let app = app
+        .restart(&[
+            ("LITESKILL_MODELS_FILE", models.to_str().expect("path")),
+            ("LITESKILL_PRESETS_FILE", presets.to_str().expect("path")),
+            ("LITELLM_KEY", "sk-litellm"),
+            ("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key"),
+        ])
+        .await;
+    let (token, _) = app.register("ada@example.com").await;
+    let listed = app
+        .ok(
+            Some(&token),
+            "{ models { id displayName provider isDefault temperature maxTokens } systemPromptPresets { key description content } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        listed["models"],
+        json!([
+            { "id": "claude", "displayName": "claude", "provider": "bedrock", "isDefault": false, "temperature": null, "maxTokens": null },
+            { "id": "smart", "displayName": "Smart one", "provider": "openai", "isDefault": true, "temperature": 0.3, "maxTokens": 99 },
+            { "id": "fake-model", "displayName": "fake-model", "provider": "openai", "isDefault": false, "temperature": null, "maxTokens": null },
+        ])
+    );
+    assert_eq!(
+        listed["systemPromptPresets"],
+        json!([{ "key": "pirate", "description": "Talks like a pirate", "content": "Answer like a pirate." }])
+    );
+
+    let create = "mutation($input: CreateConversationInput!) { createConversation(input: $input) { id systemPrompt } }";
+    let created = app.ok(Some(&token), create, json!({ "input": { "systemPromptPreset": "pirate" } })).await;
+    assert_eq!(created["createConversation"]["systemPrompt"], "Answer like a pirate.");
+    let smart = created["createConversation"]["id"].as_str().expect("id").to_owned();
+    app.send_and_wait(&token, &smart, "Hi").await;
+    let request = &first.requests()[0];
+    assert_eq!(request["model"], "openai/gpt-4o", "sent under its upstream id");
+    assert_eq!(request["authorization"], "Bearer sk-litellm");
+    assert_eq!(request["system"], "Answer like a pirate.");
+    assert_eq!(request["max_tokens"], 99, "the model's default");
+    assert!((request["temperature"].as_f64().expect("temperature") - 0.3).abs() < 1e-6);
+
+    for (model, fake) in [("fake-model", &second), ("claude", &bedrock)] {
+        let created = app.ok(Some(&token), create, json!({ "input": { "modelId": model } })).await;
+        let id = created["createConversation"]["id"].as_str().expect("id").to_owned();
+        app.send_and_wait(&token, &id, "Hi").await;
+        assert_eq!(fake.requests().len(), 1, "{model} is served by its own endpoint");
+    }
+    assert_eq!(first.requests().len(), 1);
+
+    for input in
+        [json!({ "systemPromptPreset": "ninja" }), json!({ "systemPromptPreset": "pirate", "systemPrompt": "x" })]
+    {
+        let body = app.graphql(Some(&token), create, json!({ "input": input })).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{input}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "systemPromptPreset");
+    }
+    let anonymous = app.graphql(None, "{ systemPromptPresets { key } }", json!({})).await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+}
+
 on_both_backends!(
+    a_models_file_and_presets,
     the_catalog_and_per_conversation_settings,
     a_model_mask_hides_models_and_is_enforced,
     the_cli_sets_model_masks,

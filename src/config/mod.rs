@@ -1,5 +1,8 @@
-//! Typed configuration from environment variables (README lists them all). Secrets are
-//! held in `secrecy` types so they never reach a log through `Debug`.
+//! Typed configuration from environment variables (README lists them all), and the
+//! files they name. Secrets are held in `secrecy` types so they never reach a log
+//! through `Debug`.
+
+mod files;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -8,6 +11,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
+
+pub use files::{ModelSpec, Preset};
 
 /// Development generates missing secrets; production refuses to start without them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,17 +39,19 @@ pub struct GraphqlLimits {
 /// An OpenAI-compatible endpoint.
 #[derive(Debug, Clone)]
 pub struct OpenAiEndpoint {
+    /// Names the endpoint in logs and errors.
+    pub name: String,
     pub base_url: String,
     pub api_key: Option<SecretString>,
     /// The models to offer; `None` asks the endpoint (`GET /models`).
-    pub models: Option<Vec<String>>,
+    pub models: Option<Vec<ModelSpec>>,
 }
 
 /// AWS Bedrock. Credentials not given here come from the standard AWS chain.
 #[derive(Debug, Clone)]
 pub struct BedrockSettings {
-    /// The Bedrock model ids (or inference profiles) to offer.
-    pub models: Vec<String>,
+    /// The Bedrock models (or inference profiles) to offer.
+    pub models: Vec<ModelSpec>,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     /// A Bedrock API key, sent as a bearer token instead of signing with credentials.
@@ -55,8 +62,9 @@ pub struct BedrockSettings {
 #[derive(Debug, Clone)]
 pub struct LlmConfig {
     pub bedrock: Option<BedrockSettings>,
-    pub openai: Option<OpenAiEndpoint>,
+    pub openai: Vec<OpenAiEndpoint>,
     pub default_model: Option<String>,
+    pub presets: Vec<Preset>,
     /// Pause between the demo model's words.
     pub demo_token_delay: Duration,
     /// A reply that has not started within this long fails.
@@ -126,6 +134,14 @@ impl Config {
         let mut generated_secrets = vec![];
         let secret_key_base = secret_key_base(environment, var("SECRET_KEY_BASE"), &mut generated_secrets)?;
         let encryption_key = encryption_key(environment, var("ENCRYPTION_KEY"), &mut generated_secrets)?;
+        let from_file = match var("LITESKILL_MODELS_FILE") {
+            Some(path) => files::models(path.as_ref(), &var)?,
+            None => files::Models::default(),
+        };
+        let presets = match var("LITESKILL_PRESETS_FILE") {
+            Some(path) => files::presets(path.as_ref())?,
+            None => vec![],
+        };
         Ok(Config {
             environment,
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://liteskill.db".to_owned()),
@@ -144,18 +160,19 @@ impl Config {
             },
             max_body_bytes: parse(&var, "MAX_BODY_BYTES", 2 * 1024 * 1024)?,
             llm: LlmConfig {
-                bedrock: var("BEDROCK_MODELS").map(|list| BedrockSettings {
-                    models: split_list(&list),
-                    region: var("AWS_REGION"),
-                    endpoint_url: var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"),
-                    bearer_token: var("AWS_BEARER_TOKEN_BEDROCK").map(SecretString::from),
-                }),
-                openai: var("OPENAI_BASE_URL").map(|base_url| OpenAiEndpoint {
-                    base_url,
-                    api_key: var("OPENAI_API_KEY").map(SecretString::from),
-                    models: var("OPENAI_MODELS").map(|list| split_list(&list)),
-                }),
-                default_model: var("LITESKILL_DEFAULT_MODEL"),
+                bedrock: bedrock(&var, from_file.bedrock),
+                openai: var("OPENAI_BASE_URL")
+                    .map(|base_url| OpenAiEndpoint {
+                        name: "openai".to_owned(),
+                        base_url,
+                        api_key: var("OPENAI_API_KEY").map(SecretString::from),
+                        models: var("OPENAI_MODELS").map(|list| split_list(&list)),
+                    })
+                    .into_iter()
+                    .chain(from_file.openai)
+                    .collect(),
+                default_model: var("LITESKILL_DEFAULT_MODEL").or(from_file.default_model),
+                presets,
                 demo_token_delay: Duration::from_millis(parse(&var, "LITESKILL_DEMO_DELAY_MS", 30)?),
                 first_token_timeout: Duration::from_secs(parse(&var, "LLM_FIRST_TOKEN_TIMEOUT_SECS", 60)?),
                 reply_stale_after: Duration::from_secs(parse(&var, "REPLY_STALE_SECS", 30)?),
@@ -170,9 +187,26 @@ impl Config {
     }
 }
 
-/// The non-empty items of a comma-separated list.
-fn split_list(list: &str) -> Vec<String> {
-    list.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+/// The models of a comma-separated list of ids.
+fn split_list(list: &str) -> Vec<ModelSpec> {
+    list.split(',').map(str::trim).filter(|item| !item.is_empty()).map(|id| ModelSpec::named(id.to_owned())).collect()
+}
+
+/// Bedrock as the models file and the environment set it up; the environment's
+/// settings win, and its credentials are the only ones.
+fn bedrock(var: &impl Fn(&str) -> Option<String>, from_file: Option<BedrockSettings>) -> Option<BedrockSettings> {
+    let listed = var("BEDROCK_MODELS").map(|list| split_list(&list));
+    if listed.is_none() && from_file.is_none() {
+        return None;
+    }
+    let from_file =
+        from_file.unwrap_or(BedrockSettings { models: vec![], region: None, endpoint_url: None, bearer_token: None });
+    Some(BedrockSettings {
+        models: from_file.models.into_iter().chain(listed.into_iter().flatten()).collect(),
+        region: var("AWS_REGION").or(from_file.region),
+        endpoint_url: var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").or(from_file.endpoint_url),
+        bearer_token: var("AWS_BEARER_TOKEN_BEDROCK").map(SecretString::from),
+    })
 }
 
 fn parse<T: std::str::FromStr>(var: &impl Fn(&str) -> Option<String>, key: &str, default: T) -> Result<T, ConfigError> {
