@@ -1,8 +1,9 @@
 //! Fan-out of committed events and live reply text: a channel per conversation, and one
 //! per user for the changes to their conversation list.
 //!
-//! Channels are bounded: a subscriber that falls too far behind is told it lagged (and
-//! resumes from its cursor) instead of slowing the reply or the other subscribers.
+//! Channels are bounded: a subscriber that falls too far behind loses its place in the
+//! channel and catches up from the log and the reply's text, instead of slowing the
+//! reply or the other subscribers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -13,9 +14,10 @@ use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::relay::Relayed;
 use crate::storage::event_store::RecordedEvent;
 
-/// Messages a channel holds for its slowest subscriber: at 20 tokens a second, half a
-/// minute of a reply. A subscriber further behind is told and resumes from its cursor.
-const CAPACITY: usize = 600;
+/// Messages a channel holds for its slowest subscriber: three seconds of a reply at 20
+/// tokens a second. Small, because every watched conversation has a channel, and a
+/// subscriber further behind catches up from the log at the cost of a query.
+const CAPACITY: usize = 64;
 
 /// A piece of a reply being streamed.
 #[derive(Debug, Clone, PartialEq)]

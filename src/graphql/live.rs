@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::bus::{Delta, Published, Topic};
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::error::AppError;
-use crate::storage::checkpoints::{self, Checkpoint};
+use crate::storage::checkpoints;
 use crate::storage::event_store::{self, Cursor, RecordedEvent, Scope};
 use crate::storage::projections::users;
 
@@ -146,25 +146,25 @@ impl Subscriber {
         })
     }
 
-    /// What a saved checkpoint adds to what was sent of its reply.
-    fn checkpointed(&mut self, checkpoint: &Checkpoint) -> Option<MessageDelta> {
-        let message = checkpoint.message();
-        let (_, chars) = self.received(message);
-        let text: String = checkpoint.text.chars().skip(chars as usize).collect();
+    /// What a reply's text so far (`known`, a piece from its start) adds to what was sent
+    /// of it.
+    fn known(&mut self, known: &Delta) -> Option<MessageDelta> {
+        let (_, chars) = self.received(known.message_id);
+        let text: String = known.text.chars().skip(chars as usize).collect();
         if text.is_empty() {
             return None;
         }
-        let delta = Delta { message_id: message, seq: checkpoint.pieces as u64, offset: chars as usize, text };
+        let delta = Delta { text, offset: chars as usize, ..known.clone() };
         match self.delta(&delta) {
             Next::Send(delta) => Some(delta),
             Next::Skip | Next::Gap => None,
         }
     }
 
-    /// Sends what the reply's checkpoint holds, then the waiting pieces that now follow on;
+    /// Sends what is known of the reply, then the waiting pieces that now follow on;
     /// keeps the ones that still do not.
-    fn fill(&mut self, checkpoint: Option<&Checkpoint>, waiting: &mut Vec<Arc<Delta>>) -> Vec<MessageDelta> {
-        let mut sent: Vec<MessageDelta> = checkpoint.and_then(|c| self.checkpointed(c)).into_iter().collect();
+    fn fill(&mut self, known: Option<&Delta>, waiting: &mut Vec<Arc<Delta>>) -> Vec<MessageDelta> {
+        let mut sent: Vec<MessageDelta> = known.and_then(|k| self.known(k)).into_iter().collect();
         waiting.retain(|delta| match self.delta(delta) {
             Next::Send(delta) => {
                 sent.push(delta);
@@ -202,15 +202,54 @@ fn history_event<'a>(
     .boxed()
 }
 
-/// A conversation's events after `version` (boxed, like [`history_event`]).
-fn recorded_after(app: &App, id: ConversationId, version: i64) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
-    async move { Ok(event_store::load_stream_page(&mut app.db.conn().await?, id.uuid(), version, i64::MAX).await?) }
-        .boxed()
+/// The text so far of the reply streaming in a conversation, as one piece from its
+/// start: from memory if it streams here, else from its last checkpoint.
+fn reply_so_far(app: &App, id: ConversationId) -> BoxFuture<'_, Result<Option<Delta>, AppError>> {
+    async move {
+        if let Some(reply) = app.replies.get(id) {
+            return Ok(reply.catch_up(0));
+        }
+        let checkpoint = checkpoints::of_conversation(&mut app.db.conn().await?, id).await?;
+        Ok(checkpoint.map(|c| Delta { message_id: c.message(), seq: c.pieces as u64, offset: 0, text: c.text }))
+    }
+    .boxed()
 }
 
-/// The saved state of the reply streaming in a conversation (boxed, like [`history_event`]).
-fn checkpoint_of(app: &App, id: ConversationId) -> BoxFuture<'_, Result<Option<Checkpoint>, AppError>> {
-    async move { Ok(checkpoints::of_conversation(&mut app.db.conn().await?, id).await?) }.boxed()
+/// Stored events a catch-up reads at a time.
+const REPLAY_PAGE: i64 = 200;
+
+/// What a subscriber missed: the next page of stored events after its position, and
+/// after the last page the text so far of the reply streaming, if any. Says whether
+/// it got to the end.
+fn catch_up<'a>(
+    app: &'a App,
+    id: ConversationId,
+    subscriber: &'a mut Subscriber,
+) -> BoxFuture<'a, Result<(Vec<ConversationEvent>, bool), AppError>> {
+    async move {
+        // Read before the log: a checkpoint is saved with the event that starts its reply.
+        let so_far = reply_so_far(app, id).await?;
+        let page = event_store::load_stream_page(
+            &mut app.db.conn().await?,
+            id.uuid(),
+            subscriber.position.version,
+            REPLAY_PAGE,
+        )
+        .await?;
+        let mut missed = vec![];
+        for event in &page {
+            if subscriber.recorded(event) {
+                missed
+                    .push(ConversationEvent::Recorded(history_event(app, event, subscriber.position.cursor()).await?));
+            }
+        }
+        if page.len() as i64 == REPLAY_PAGE {
+            return Ok((missed, false));
+        }
+        missed.extend(so_far.and_then(|known| subscriber.known(&known)).map(ConversationEvent::Delta));
+        Ok((missed, true))
+    }
+    .boxed()
 }
 
 const VIEWER_BATCH: i64 = 500;
@@ -219,12 +258,6 @@ const VIEWER_BATCH: i64 = 500;
 fn owned_after(app: &App, viewer: UserId, cursor: Cursor) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
     let scope = Scope::ConversationsOf(viewer.uuid());
     async move { Ok(event_store::read_after(&mut app.db.conn().await?, scope, cursor, VIEWER_BATCH).await?) }.boxed()
-}
-
-fn lagged() -> async_graphql::Error {
-    let mut error = async_graphql::Error::new("this subscriber fell behind; subscribe again from your last cursor");
-    error.extensions.get_or_insert_with(Default::default).set("code", "LAGGED");
-    error
 }
 
 #[derive(Default)]
@@ -326,6 +359,9 @@ enum Wake {
     Refill,
 }
 
+/// A conversation's events after `position`: what the log and the reply's text hold, then
+/// live. A subscriber that falls behind the channel is caught up the same way, so a slow
+/// one never holds the others back and never misses anything.
 fn events(
     app: Arc<App>,
     id: ConversationId,
@@ -334,32 +370,19 @@ fn events(
     async_stream::try_stream! {
         let mut live = app.bus.subscribe(Topic::Conversation(id));
         let mut subscriber = Subscriber { position, ended: HashSet::new() };
-        // Read before the log: a checkpoint is saved with the event that starts its reply.
-        let checkpoint = match app.replies.get(id) {
-            Some(_) => None,
-            None => checkpoint_of(&app, id).await?,
-        };
-        let stored = recorded_after(&app, id, position.version).await?;
-        for event in &stored {
-            if subscriber.recorded(event) {
-                yield ConversationEvent::Recorded(history_event(&app, event, subscriber.position.cursor()).await?);
-            }
-        }
-        if let Some(reply) = app.replies.get(id) {
-            let (after, _) = subscriber.received(reply.message_id);
-            if let Some(catch_up) = reply.catch_up(after)
-                && let Next::Send(delta) = subscriber.delta(&catch_up)
-            {
-                yield ConversationEvent::Delta(delta);
-            }
-        } else if let Some(delta) = checkpoint.and_then(|c| subscriber.checkpointed(&c)) {
-            yield ConversationEvent::Delta(delta);
-        }
-        // Pieces of a reply streaming on another server that came before its checkpoint
-        // caught up with what this subscriber has.
+        // Pieces that came before the text known of their reply caught up with what this
+        // subscriber has (a reply streaming on another server, saved once a second).
         let mut waiting: Vec<Arc<Delta>> = vec![];
         let mut refill_at = tokio::time::Instant::now();
+        let mut behind = true;
         loop {
+            while behind {
+                let (missed, complete) = catch_up(&app, id, &mut subscriber).await?;
+                behind = !complete;
+                for event in missed {
+                    yield event;
+                }
+            }
             let wake = if waiting.is_empty() {
                 Wake::Live(live.recv().await)
             } else {
@@ -368,46 +391,42 @@ fn events(
                     () = tokio::time::sleep_until(refill_at) => Wake::Refill,
                 }
             };
-            match wake {
+            let refill = match wake {
                 Wake::Live(Ok(Published::Event(event))) => {
-                    // Commands publish after they commit, so a later version can arrive
-                    // first: read the gap from the log instead of skipping it.
-                    let events = if event.stream_version > subscriber.position.version + 1 {
-                        recorded_after(&app, id, subscriber.position.version).await?
-                    } else {
-                        vec![RecordedEvent::clone(&event)]
-                    };
-                    for event in &events {
-                        if subscriber.recorded(event) {
-                            yield ConversationEvent::Recorded(history_event(&app, event, subscriber.position.cursor()).await?);
-                        }
+                    if event.stream_version > subscriber.position.version + 1 {
+                        // Commands publish after they commit, so a later version can arrive
+                        // first: read the gap from the log instead of skipping it.
+                        behind = true;
+                    } else if subscriber.recorded(&event) {
+                        yield ConversationEvent::Recorded(history_event(&app, &event, subscriber.position.cursor()).await?);
                     }
                     waiting.retain(|delta| !subscriber.ended.contains(&delta.message_id));
+                    false
                 }
                 Wake::Live(Ok(Published::Delta(delta))) => match subscriber.delta(&delta) {
-                    Next::Send(delta) => yield ConversationEvent::Delta(delta),
-                    Next::Skip => {}
+                    Next::Send(delta) => {
+                        yield ConversationEvent::Delta(delta);
+                        false
+                    }
+                    Next::Skip => false,
                     Next::Gap => {
-                        let refill = waiting.is_empty();
                         waiting.push(delta);
-                        if refill {
-                            refill_at = tokio::time::Instant::now() + REFILL_EVERY;
-                            let checkpoint = checkpoint_of(&app, id).await?;
-                            for delta in subscriber.fill(checkpoint.as_ref(), &mut waiting) {
-                                yield ConversationEvent::Delta(delta);
-                            }
-                        }
+                        waiting.len() == 1
                     }
                 },
-                Wake::Refill => {
-                    refill_at += REFILL_EVERY;
-                    let checkpoint = checkpoint_of(&app, id).await?;
-                    for delta in subscriber.fill(checkpoint.as_ref(), &mut waiting) {
-                        yield ConversationEvent::Delta(delta);
-                    }
+                Wake::Refill => true,
+                Wake::Live(Err(RecvError::Lagged(_))) => {
+                    behind = true;
+                    false
                 }
-                Wake::Live(Err(RecvError::Lagged(_))) => Err(lagged())?,
                 Wake::Live(Err(RecvError::Closed)) => break,
+            };
+            if refill {
+                refill_at = tokio::time::Instant::now() + REFILL_EVERY;
+                let known = reply_so_far(&app, id).await?;
+                for delta in subscriber.fill(known.as_ref(), &mut waiting) {
+                    yield ConversationEvent::Delta(delta);
+                }
             }
         }
     }
@@ -450,23 +469,37 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_fills_the_gap_before_waiting_pieces() {
+    fn the_text_known_fills_the_gap_before_waiting_pieces() {
         let message = MessageId::new();
-        let conversation = ConversationId::new();
         let mut subscriber = Subscriber { position: Position::default(), ended: HashSet::new() };
         let piece = |seq, offset, text: &str| Arc::new(Delta { message_id: message, seq, offset, text: text.into() });
         let mut waiting = vec![piece(4, 6, "de"), piece(5, 8, "f")];
-        let checkpoint = |pieces, text: &str| Checkpoint {
-            pieces,
-            text: text.into(),
-            ..Checkpoint::start(conversation, message, crate::domain::now())
-        };
-        assert!(subscriber.fill(Some(&checkpoint(2, "abc")), &mut waiting).len() == 1, "only the checkpoint");
+        let known = |seq, text: &str| Delta { message_id: message, seq, offset: 0, text: text.into() };
+        assert!(subscriber.fill(Some(&known(2, "abc")), &mut waiting).len() == 1, "only the text known");
         assert_eq!(waiting.len(), 2, "piece 3 is still missing");
-        let sent = subscriber.fill(Some(&checkpoint(4, "abcabcde")), &mut waiting);
+        let sent = subscriber.fill(Some(&known(4, "abcabcde")), &mut waiting);
         let texts: Vec<&str> = sent.iter().map(|d| d.text.as_str()).collect();
         assert_eq!(texts, ["abcde", "f"]);
         assert!(waiting.is_empty());
         assert_eq!(subscriber.received(message), (5, 9));
+    }
+}
+
+#[cfg(test)]
+mod size {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_waiting_subscription_is_small() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("size.db").display());
+        let config =
+            crate::config::Config::from_lookup(|key| (key == "DATABASE_URL").then(|| url.clone())).expect("config");
+        let served = App::start(config).await.expect("app");
+        // What a subscription holds while it waits, times the thousands that wait.
+        let stream = events(served.app.clone(), ConversationId::new(), Position::default());
+        assert!(std::mem::size_of_val(&stream) <= 1_280, "{} bytes", std::mem::size_of_val(&stream));
+        let stream = viewer_events(served.app.clone(), UserId::new(), None);
+        assert!(std::mem::size_of_val(&stream) <= 1_024, "{} bytes", std::mem::size_of_val(&stream));
     }
 }

@@ -173,6 +173,33 @@ async fn resuming_from_a_cursor_delivers_exactly_what_was_missed_on(app: TestApp
     app
 }
 
+/// A device that stops reading (a stalled network) while a long reply streams falls
+/// behind the channel; when it reads again it is caught up from the log, with no error,
+/// no gap and no duplicate, while the device that kept up saw every piece.
+async fn a_stalled_subscriber_catches_up_without_holding_anyone_back(app: TestApp) {
+    // 12 MB: more than the socket buffers between server and client hold.
+    let script = Script { tokens: 3_000, delay: Duration::from_millis(1), padding: 4_000, ..Script::default() };
+    let (app, _fake, token, conversation) = with_fake(app, Wire::OpenAi, script.clone()).await;
+    let mut stalled = subscriber(&app, &token, &conversation, None).await;
+    let mut reader = subscriber(&app, &token, &conversation, None).await;
+    let created = |events: &[Value]| events.iter().any(|e| e["type"] == "ConversationCreated");
+    collect(&mut stalled, created).await;
+    collect(&mut reader, created).await;
+
+    app.send_message(&token, &conversation, "A long one, please").await;
+    let kept_up = collect(&mut reader, |_| false).await;
+    assert_eq!(stitched(&kept_up), script.reply(), "the reader saw every piece");
+    app.wait_until_idle(&token, &conversation).await;
+
+    let caught_up = collect(&mut stalled, |_| false).await;
+    let recorded: Vec<&Value> = caught_up.iter().filter(|e| e["__typename"] == "HistoryEvent").collect();
+    let types: Vec<&str> = recorded.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["UserMessageAdded", "AssistantMessageStarted", "AssistantMessageCompleted"]);
+    assert!(deltas(&caught_up).len() < 3_000, "it did fall behind: {} pieces", deltas(&caught_up).len());
+    assert!(script.reply().starts_with(&stitched(&caught_up)), "the pieces it got have no gap");
+    assert_eq!(recorded[2]["data"]["text"], script.reply(), "the end event holds the whole reply");
+}
+
 async fn cancelling_keeps_the_partial_text_on(app: TestApp, wire: Wire) -> TestApp {
     let (app, fake, token, conversation) =
         with_fake(app, wire, Script { tokens: 500, delay: Duration::from_millis(10), ..Script::default() }).await;
@@ -359,6 +386,7 @@ on_both_backends!(
     transient_failures_before_the_first_token_are_retried,
     strangers_cannot_subscribe,
     viewer_events_follow_the_conversation_list,
+    a_stalled_subscriber_catches_up_without_holding_anyone_back,
 );
 
 const VIEWER_EVENTS: &str =

@@ -34,11 +34,25 @@ pub struct Script {
     pub fail_first: Option<(usize, u16)>,
     /// End the stream after this many tokens, without finishing.
     pub cut_after: Option<usize>,
+    /// Characters added to every token.
+    pub padding: usize,
+}
+
+impl Script {
+    /// The `n`th token this script streams.
+    pub fn token(&self, n: usize) -> String {
+        format!("{}{}", token(n), "x".repeat(self.padding))
+    }
+
+    /// Everything this script streams.
+    pub fn reply(&self) -> String {
+        (0..self.tokens).map(|n| self.token(n)).collect()
+    }
 }
 
 impl Default for Script {
     fn default() -> Self {
-        Script { tokens: 20, delay: Duration::from_millis(5), fail_first: None, cut_after: None }
+        Script { tokens: 20, delay: Duration::from_millis(5), fail_first: None, cut_after: None, padding: 0 }
     }
 }
 
@@ -152,7 +166,7 @@ async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body
                 return;
             }
             tokio::time::sleep(script.delay).await;
-            let chunk = json!({ "choices": [{ "index": 0, "delta": { "content": token(n) } }] });
+            let chunk = json!({ "choices": [{ "index": 0, "delta": { "content": script.token(n) } }] });
             yield Ok::<_, std::io::Error>(Bytes::from(format!("data: {chunk}\n\n")));
         }
         let done = json!({ "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }] });
@@ -217,7 +231,7 @@ async fn bedrock(
                 return;
             }
             tokio::time::sleep(script.delay).await;
-            yield Ok(frame("contentBlockDelta", json!({ "contentBlockIndex": 0, "delta": { "text": token(n) } })));
+            yield Ok(frame("contentBlockDelta", json!({ "contentBlockIndex": 0, "delta": { "text": script.token(n) } })));
         }
         yield Ok(frame("contentBlockStop", json!({ "contentBlockIndex": 0 })));
         yield Ok(frame("messageStop", json!({ "stopReason": "end_turn" })));
