@@ -36,6 +36,10 @@ pub struct StreamArgs {
     /// Idle subscriptions opened afterwards, to measure their memory.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
+    /// Idle subscriptions sharing one websocket, as a device watching several
+    /// conversations has them.
+    #[arg(long, default_value_t = 1)]
+    idle_per_connection: usize,
 }
 
 /// The simulated model: every token is the time it was sent, in nanoseconds since `epoch`.
@@ -156,6 +160,11 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 /// A websocket subscribed to a conversation's events, once the replay has arrived.
 async fn subscribe(server: &Server, token: &str, conversation: &str) -> anyhow::Result<Socket> {
+    subscribe_all(server, token, &[conversation]).await
+}
+
+/// One websocket with a subscription to each conversation.
+async fn subscribe_all(server: &Server, token: &str, conversations: &[&str]) -> anyhow::Result<Socket> {
     let mut request = format!("ws://{}/graphql/ws", server.base).into_client_request()?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
@@ -163,12 +172,13 @@ async fn subscribe(server: &Server, token: &str, conversation: &str) -> anyhow::
     socket.send(send(json!({ "type": "connection_init", "payload": { "token": token } }))).await?;
     let query = "subscription($id: ID!) { conversationEvents(conversationId: $id) {
         ... on HistoryEvent { type } ... on MessageDelta { text } } }";
-    socket
-        .send(send(json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": { "id": conversation } } })))
-        .await?;
-    // The acknowledgement, then the replayed creation event.
+    for (n, conversation) in conversations.iter().enumerate() {
+        let variables = json!({ "id": conversation });
+        socket.send(send(json!({ "id": n.to_string(), "type": "subscribe", "payload": { "query": query, "variables": variables } }))).await?;
+    }
+    // The acknowledgement, then each replayed creation event.
     let mut received = 0;
-    while received < 2 {
+    while received < 1 + conversations.len() {
         match socket.next().await.context("closed")?? {
             Message::Text(_) => received += 1,
             _ => continue,
@@ -344,9 +354,14 @@ async fn measure(args: &StreamArgs, database_url: &str) -> anyhow::Result<()> {
 
     // Idle subscriptions, spread over the conversations.
     let idle_before = usage(server.child.id())?;
-    let idle = futures_util::stream::iter(
-        (0..args.idle).map(|n| subscribe(&server, &token, &conversations[n % conversations.len()])),
-    )
+    let per_connection = args.idle_per_connection.max(1);
+    let idle = futures_util::stream::iter((0..args.idle.div_ceil(per_connection)).map(|socket| {
+        let watched: Vec<&str> = (0..per_connection)
+            .map(|n| conversations[(socket * per_connection + n) % conversations.len()].as_str())
+            .collect();
+        let (server, token) = (&server, &token);
+        async move { subscribe_all(server, token, &watched).await }
+    }))
     .buffered(64)
     .collect::<Vec<_>>()
     .await
@@ -355,7 +370,8 @@ async fn measure(args: &StreamArgs, database_url: &str) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_after = usage(server.child.id())?;
     println!(
-        "{} idle subscriptions                RSS {:.1} MB (was {:.1} MB before them)",
+        "{} idle subscriptions on {} websockets   RSS {:.1} MB (was {:.1} MB before them)",
+        idle.len() * per_connection,
         idle.len(),
         idle_after.rss_mb,
         idle_before.rss_mb

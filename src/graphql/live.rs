@@ -277,7 +277,9 @@ impl LiveSubscription {
         let id = parse_id("conversationId", &conversation_id, ConversationId::parse)?;
         let position = after.as_deref().map(Position::parse).transpose()?.unwrap_or_default();
         let app = ctx.app().clone();
-        readable(&mut app.db.conn().await?, &viewer, id).await?;
+        // Boxed: this future's space stays in the subscription's allocation for as long
+        // as the subscription lives.
+        async { readable(&mut app.db.conn().await?, &viewer, id).await }.boxed().await?;
         Ok(events(app, id, position))
     }
 
