@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::watch::SessionWatch;
 use crate::bus::Bus;
 use crate::chat::Replies;
 use crate::config::Config;
@@ -15,6 +16,7 @@ pub struct App {
     pub catalog: Catalog,
     pub bus: Bus,
     pub replies: Replies,
+    pub sessions: SessionWatch,
 }
 
 /// What the HTTP layer serves: the application and its schema.
@@ -25,13 +27,27 @@ pub struct Served {
 }
 
 impl App {
+    /// Ends a session's subscriptions, here and on the other servers.
+    pub fn end_session(&self, session: crate::domain::ids::SessionId) {
+        self.sessions.end(session);
+        self.bus.relay_session_end(session);
+    }
+
     /// Connects to the database, brings its schema up to date, loads the model catalog,
     /// and starts closing replies that a previous run left streaming.
     pub async fn start(config: Config) -> anyhow::Result<Served> {
         let db = Db::connect(&config.database_url, config.database_pool_size).await?;
         db.migrate().await?;
         let catalog = Catalog::from_config(&config.llm).await?;
-        let app = Arc::new(App { config, db, catalog, bus: Bus::default(), replies: Replies::default() });
+        let app = Arc::new(App {
+            config,
+            db,
+            catalog,
+            bus: Bus::default(),
+            replies: Replies::default(),
+            sessions: SessionWatch::default(),
+        });
+        tokio::spawn(crate::auth::watch::keep_checking(Arc::downgrade(&app)));
         tokio::spawn(crate::chat::keep_sweeping(Arc::downgrade(&app)));
         tokio::spawn(crate::chat::keep_checkpointing(Arc::downgrade(&app)));
         if app.db.backend() == crate::storage::Backend::Postgres {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::domain::ids::{ConversationId, MessageId, UserId};
+use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
 use crate::relay::Relayed;
 use crate::storage::event_store::RecordedEvent;
 
@@ -72,6 +72,11 @@ impl Bus {
         {
             tracing::warn!("the relay to other instances is falling behind; a message was dropped");
         }
+    }
+
+    /// Tells other instances a session ended.
+    pub fn relay_session_end(&self, session: SessionId) {
+        self.relay(Relayed::SessionEnded { session });
     }
 
     /// Publishes a reply's piece here and on other instances.

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::bus::{Delta, Published, Topic};
-use crate::domain::ids::{ConversationId, MessageId, UserId};
+use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
 use crate::storage::event_store;
 
 const CHANNEL: &str = "liteskill_bus";
@@ -29,6 +29,7 @@ const MAX_PAYLOAD: usize = 7_000;
 pub enum Relayed {
     Event { conversation: ConversationId, owner: UserId, version: i64 },
     Delta { conversation: ConversationId, message: MessageId, seq: u64, offset: usize, text: String },
+    SessionEnded { session: SessionId },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,6 +146,7 @@ async fn publish_here(app: &App, messages: Vec<Relayed>) {
                 let delta = Delta { message_id: message, seq, offset, text };
                 app.bus.publish_here(Topic::Conversation(conversation), Published::Delta(Arc::new(delta)));
             }
+            Relayed::SessionEnded { session } => app.sessions.end(session),
         }
     }
 }

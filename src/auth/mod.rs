@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod password;
 pub mod session;
+pub mod watch;
 
 use crate::domain::Actor;
 use crate::domain::ids::{SessionId, UserId};

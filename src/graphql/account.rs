@@ -111,6 +111,7 @@ impl AccountMutation {
     async fn logout(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let viewer = ctx.viewer()?;
         accounts::logout(&ctx.app().db, viewer).await?;
+        ctx.app().end_session(viewer.session_id);
         ctx.append_http_header("Set-Cookie", session::clear_cookie(ctx.app().config.secure_cookies()));
         Ok(true)
     }

@@ -20,7 +20,7 @@ use super::pagination::{decode_cursor, encode_cursor, position_cursor};
 use super::{ApiError, ContextExt, parse_id};
 use crate::app::App;
 use crate::bus::{Delta, Published, Topic};
-use crate::domain::ids::{ConversationId, MessageId, UserId};
+use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
 use crate::error::AppError;
 use crate::storage::checkpoints;
 use crate::storage::event_store::{self, Cursor, RecordedEvent, Scope};
@@ -280,7 +280,7 @@ impl LiveSubscription {
         // Boxed: this future's space stays in the subscription's allocation for as long
         // as the subscription lives.
         async { readable(&mut app.db.conn().await?, &viewer, id).await }.boxed().await?;
-        Ok(events(app, id, position))
+        Ok(events(app, viewer.session_id, id, position))
     }
 
     /// Changes to the viewer's conversations, for keeping a conversation list current on
@@ -291,7 +291,8 @@ impl LiveSubscription {
         ctx: &Context<'_>,
         after: Option<String>,
     ) -> Result<impl Stream<Item = async_graphql::Result<HistoryEvent>> + use<>, ApiError> {
-        let viewer = ctx.viewer()?.user_id;
+        let viewer = ctx.viewer()?;
+        let (user, session) = (viewer.user_id, viewer.session_id);
         let after = after
             .as_deref()
             .map(|cursor| {
@@ -301,7 +302,7 @@ impl LiveSubscription {
                     .ok_or_else(|| AppError::bad_input("after", "is not a cursor from this server"))
             })
             .transpose()?;
-        Ok(viewer_events(ctx.app().clone(), viewer, after))
+        Ok(viewer_events(ctx.app().clone(), user, session, after))
     }
 }
 
@@ -311,9 +312,11 @@ impl LiveSubscription {
 fn viewer_events(
     app: Arc<App>,
     viewer: UserId,
+    session: SessionId,
     after: Option<Cursor>,
 ) -> impl Stream<Item = async_graphql::Result<HistoryEvent>> {
     async_stream::try_stream! {
+        let mut ended = app.sessions.watch(session);
         let mut live = app.bus.subscribe(Topic::Viewer(viewer));
         let mut cursor = match after {
             Some(cursor) => cursor,
@@ -338,10 +341,16 @@ fn viewer_events(
                 continue;
             }
             patience = Duration::from_millis(10);
-            match live.recv().await {
-                Ok(Published::Event(event)) => announced = announced.max(event.cursor()),
-                Ok(Published::Delta(_)) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
+            let wake = tokio::select! {
+                biased;
+                _ = ended.changed() => Wake::SessionEnded,
+                received = live.recv() => Wake::Live(received),
+            };
+            match wake {
+                Wake::Live(Ok(Published::Event(event))) => announced = announced.max(event.cursor()),
+                Wake::Live(Ok(Published::Delta(_)) | Err(RecvError::Lagged(_))) | Wake::Refill => {}
+                Wake::Live(Err(RecvError::Closed)) => break,
+                Wake::SessionEnded => Err(session_ended())?,
             }
         }
     }
@@ -359,6 +368,13 @@ const REFILL_EVERY: Duration = Duration::from_millis(200);
 enum Wake {
     Live(Result<Published, RecvError>),
     Refill,
+    SessionEnded,
+}
+
+fn session_ended() -> async_graphql::Error {
+    let mut error = async_graphql::Error::new("your session has ended; sign in again");
+    error.extensions.get_or_insert_with(Default::default).set("code", "UNAUTHENTICATED");
+    error
 }
 
 /// A conversation's events after `position`: what the log and the reply's text hold, then
@@ -366,10 +382,12 @@ enum Wake {
 /// one never holds the others back and never misses anything.
 fn events(
     app: Arc<App>,
+    session: SessionId,
     id: ConversationId,
     position: Position,
 ) -> impl Stream<Item = async_graphql::Result<ConversationEvent>> {
     async_stream::try_stream! {
+        let mut ended = app.sessions.watch(session);
         let mut live = app.bus.subscribe(Topic::Conversation(id));
         let mut subscriber = Subscriber { position, ended: HashSet::new() };
         // Pieces that came before the text known of their reply caught up with what this
@@ -385,13 +403,12 @@ fn events(
                     yield event;
                 }
             }
-            let wake = if waiting.is_empty() {
-                Wake::Live(live.recv().await)
-            } else {
-                tokio::select! {
-                    received = live.recv() => Wake::Live(received),
-                    () = tokio::time::sleep_until(refill_at) => Wake::Refill,
-                }
+            let wake = tokio::select! {
+                biased;
+                // Changes only to `true`, or fails when the server stops: both end it.
+                _ = ended.changed() => Wake::SessionEnded,
+                received = live.recv() => Wake::Live(received),
+                () = tokio::time::sleep_until(refill_at), if !waiting.is_empty() => Wake::Refill,
             };
             let refill = match wake {
                 Wake::Live(Ok(Published::Event(event))) => {
@@ -417,6 +434,7 @@ fn events(
                     }
                 },
                 Wake::Refill => true,
+                Wake::SessionEnded => Err(session_ended())?,
                 Wake::Live(Err(RecvError::Lagged(_))) => {
                     behind = true;
                     false
@@ -499,9 +517,9 @@ mod size {
             crate::config::Config::from_lookup(|key| (key == "DATABASE_URL").then(|| url.clone())).expect("config");
         let served = App::start(config).await.expect("app");
         // What a subscription holds while it waits, times the thousands that wait.
-        let stream = events(served.app.clone(), ConversationId::new(), Position::default());
+        let stream = events(served.app.clone(), SessionId::new(), ConversationId::new(), Position::default());
         assert!(std::mem::size_of_val(&stream) <= 1_280, "{} bytes", std::mem::size_of_val(&stream));
-        let stream = viewer_events(served.app.clone(), UserId::new(), None);
+        let stream = viewer_events(served.app.clone(), UserId::new(), SessionId::new(), None);
         assert!(std::mem::size_of_val(&stream) <= 1_024, "{} bytes", std::mem::size_of_val(&stream));
     }
 }

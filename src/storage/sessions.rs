@@ -52,6 +52,22 @@ pub async fn find_active(
     })?)
 }
 
+/// Those of `ids` that are unexpired sessions of enabled accounts.
+pub async fn active_among(conn: &mut DbConn, ids: &[SessionId], now: DateTime<Utc>) -> StoreResult<Vec<SessionId>> {
+    let ids: Vec<DbUuid> = ids.iter().map(|id| DbUuid(id.uuid())).collect();
+    let active: Vec<DbUuid> = with_conn!(conn, |c| {
+        sessions::table
+            .inner_join(users::table.on(users::id.eq(sessions::user_id)))
+            .filter(sessions::id.eq_any(&ids))
+            .filter(sessions::expires_at.gt(DbTime(now)))
+            .filter(users::disabled.eq(false))
+            .select(sessions::id)
+            .load(c)
+            .await
+    })?;
+    Ok(active.into_iter().map(|id| SessionId::from_uuid(id.0)).collect())
+}
+
 pub async fn touch(conn: &mut DbConn, id: SessionId, now: DateTime<Utc>) -> StoreResult<()> {
     let row = sessions::table.filter(sessions::id.eq(DbUuid(id.uuid())));
     with_conn!(conn, |c| diesel::update(row).set(sessions::last_seen_at.eq(DbTime(now))).execute(c).await)?;
