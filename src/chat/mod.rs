@@ -126,8 +126,15 @@ impl Replies {
         self.map().get(&conversation).cloned()
     }
 
-    fn insert(&self, reply: Arc<Reply>) {
-        self.map().insert(reply.conversation, reply);
+    /// Registers a reply about to start, unless one runs in its conversation.
+    fn try_insert(&self, reply: Arc<Reply>) -> bool {
+        match self.map().entry(reply.conversation) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(reply);
+                true
+            }
+        }
     }
 
     /// Checkpoints of every reply streaming here, as they stand.
@@ -233,8 +240,23 @@ pub async fn send_message(
         return Err(AppError::Forbidden("your account may not use this conversation's model"));
     }
     let (message_id, reply_id) = (MessageId::new(), MessageId::new());
+    // Registered before its start is recorded, so a cancel that comes right after the
+    // start finds it here.
+    let reply = Arc::new(Reply::new(id, reply_id));
+    while !app.replies.try_insert(reply.clone()) {
+        // The reply there may have recorded its end and be about to go.
+        let Some(running) = app.replies.get(id) else { continue };
+        if conversation.status() != domain::conversation::Status::Active {
+            return Err(domain::conversation::Rejection::Busy.into());
+        }
+        let mut finished = running.finished.subscribe();
+        let gone = tokio::time::timeout(std::time::Duration::from_secs(1), finished.wait_for(|done| *done));
+        if gone.await.is_err() {
+            return Err(domain::conversation::Rejection::Busy.into());
+        }
+    }
     let send = Command::SendMessage { message_id, content, reply_id, model_id: model.id.clone() };
-    let (message, events) = app
+    let recorded = app
         .db
         .write(|conn| {
             async move {
@@ -246,10 +268,16 @@ pub async fn send_message(
             }
             .boxed()
         })
-        .await?;
+        .await;
+    let (message, events) = match recorded {
+        Ok(recorded) => recorded,
+        Err(error) => {
+            app.replies.remove(&reply);
+            reply.finished.send_replace(true);
+            return Err(error);
+        }
+    };
     app.bus.publish_events(conversation.owner(), events);
-    let reply = Arc::new(Reply::new(id, reply_id));
-    app.replies.insert(reply.clone());
     tokio::spawn(reply::run(app.clone(), reply, model.clone()));
     Ok(message)
 }

@@ -5,7 +5,7 @@
 //! server (the text so far, as one delta), then relays live messages, skipping anything
 //! already sent. So there is no gap and no duplicate however the two race.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
 use crate::error::AppError;
 use crate::storage::checkpoints;
 use crate::storage::event_store::{self, Cursor, RecordedEvent, Scope};
-use crate::storage::projections::users;
+use crate::storage::projections::users::{self, UserRow};
 
 /// A piece of a reply being streamed. Join pieces by `offset` (characters before it).
 #[derive(SimpleObject, Clone)]
@@ -177,27 +177,34 @@ impl Subscriber {
     }
 }
 
-/// A recorded event as subscribers see it. Boxed: a subscription waits far more than it
-/// works, and should not hold a database query's worth of state while it waits.
-fn history_event<'a>(
+/// A recorded event as subscribers see it, with its actor from `actors`.
+fn history_event(event: &RecordedEvent, cursor: String, actors: &HashMap<UserId, UserRow>) -> HistoryEvent {
+    HistoryEvent {
+        cursor,
+        conversation_id: ID(event.stream_id.0.to_string()),
+        event_type: event.event_type.clone(),
+        version: event.stream_version,
+        actor: event.actor_id.and_then(|id| actors.get(&UserId::from_uuid(id.0))).cloned().map(User::from),
+        occurred_at: event.occurred_at(),
+        data: async_graphql::Json(event.payload.clone()),
+    }
+}
+
+/// The users who caused `events`, in one query. Boxed: a subscription waits far more
+/// than it works, and should not hold a database query's worth of state while it waits.
+fn actors_of<'a>(
     app: &'a App,
-    event: &'a RecordedEvent,
-    cursor: String,
-) -> BoxFuture<'a, Result<HistoryEvent, AppError>> {
+    events: &'a [RecordedEvent],
+) -> BoxFuture<'a, Result<HashMap<UserId, UserRow>, AppError>> {
     async move {
-        let actor = match event.actor_id {
-            Some(id) => users::find(&mut app.db.conn().await?, UserId::from_uuid(id.0)).await?.map(User::from),
-            None => None,
-        };
-        Ok(HistoryEvent {
-            cursor,
-            conversation_id: ID(event.stream_id.0.to_string()),
-            event_type: event.event_type.clone(),
-            version: event.stream_version,
-            actor,
-            occurred_at: event.occurred_at(),
-            data: async_graphql::Json(event.payload.clone()),
-        })
+        let mut ids: Vec<UserId> = events.iter().filter_map(|e| e.actor_id).map(|id| UserId::from_uuid(id.0)).collect();
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = users::find_many(&mut app.db.conn().await?, &ids).await?;
+        Ok(found.into_iter().map(|user| (user.user_id(), user)).collect())
     }
     .boxed()
 }
@@ -236,11 +243,11 @@ fn catch_up<'a>(
             REPLAY_PAGE,
         )
         .await?;
+        let actors = actors_of(app, &page).await?;
         let mut missed = vec![];
         for event in &page {
             if subscriber.recorded(event) {
-                missed
-                    .push(ConversationEvent::Recorded(history_event(app, event, subscriber.position.cursor()).await?));
+                missed.push(ConversationEvent::Recorded(history_event(event, subscriber.position.cursor(), &actors)));
             }
         }
         if page.len() as i64 == REPLAY_PAGE {
@@ -254,7 +261,7 @@ fn catch_up<'a>(
 
 const VIEWER_BATCH: i64 = 500;
 
-/// The viewer's events after `cursor` (boxed, like [`history_event`]).
+/// The viewer's events after `cursor` (boxed, like [`actors_of`]).
 fn owned_after(app: &App, viewer: UserId, cursor: Cursor) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
     let scope = Scope::ConversationsOf(viewer.uuid());
     async move { Ok(event_store::read_after(&mut app.db.conn().await?, scope, cursor, VIEWER_BATCH).await?) }.boxed()
@@ -326,12 +333,17 @@ fn viewer_events(
         let mut announced = cursor;
         let mut patience = Duration::from_millis(10);
         loop {
-            let batch = owned_after(&app, viewer, cursor).await?;
-            for event in &batch {
-                cursor = event.cursor();
-                yield history_event(&app, event, encode_cursor(&cursor.encode())).await?;
-            }
-            if batch.len() as i64 == VIEWER_BATCH {
+            // In a block, so the batch is not kept while waiting.
+            let full = {
+                let batch = owned_after(&app, viewer, cursor).await?;
+                let actors = actors_of(&app, &batch).await?;
+                for event in &batch {
+                    cursor = event.cursor();
+                    yield history_event(event, encode_cursor(&cursor.encode()), &actors);
+                }
+                batch.len() as i64 == VIEWER_BATCH
+            };
+            if full {
                 continue;
             }
             if cursor < announced {
@@ -417,7 +429,8 @@ fn events(
                         // first: read the gap from the log instead of skipping it.
                         behind = true;
                     } else if subscriber.recorded(&event) {
-                        yield ConversationEvent::Recorded(history_event(&app, &event, subscriber.position.cursor()).await?);
+                        let actors = actors_of(&app, std::slice::from_ref(&*event)).await?;
+                        yield ConversationEvent::Recorded(history_event(&event, subscriber.position.cursor(), &actors));
                     }
                     waiting.retain(|delta| !subscriber.ended.contains(&delta.message_id));
                     false
