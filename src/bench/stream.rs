@@ -191,7 +191,8 @@ async fn subscribe_all(server: &Server, token: &str, conversations: &[&str]) -> 
 #[derive(Default)]
 struct Observed {
     first_token: Option<Duration>,
-    latencies_ns: Vec<u64>,
+    /// When each token left the model, and how long it took to arrive (nanoseconds).
+    latencies_ns: Vec<(u64, u64)>,
     tokens: usize,
     error: Option<String>,
 }
@@ -216,7 +217,7 @@ async fn watch(mut socket: Socket, epoch: Instant, sent_at: Arc<tokio::sync::Onc
         let event = &message["payload"]["data"]["conversationEvents"];
         if let Some(pieces) = event["text"].as_str() {
             for sent in pieces.split_whitespace().filter_map(|t| t.parse::<u128>().ok()) {
-                observed.latencies_ns.push((received.as_nanos().saturating_sub(sent)) as u64);
+                observed.latencies_ns.push((sent as u64, received.as_nanos().saturating_sub(sent) as u64));
                 observed.tokens += 1;
             }
             if observed.first_token.is_none()
@@ -311,6 +312,7 @@ async fn measure(args: &StreamArgs, database_url: &str) -> anyhow::Result<()> {
             eprintln!("{error}");
         }
     }
+    let all_sent = epoch.elapsed().as_nanos() as u64;
     let mut latencies = vec![];
     let mut first_tokens = vec![];
     let mut tokens = 0;
@@ -329,6 +331,10 @@ async fn measure(args: &StreamArgs, database_url: &str) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let after = usage(server.child.id())?;
+    // Once every message is sent, the server only streams: no more writes compete.
+    let mut steady: Vec<u64> = latencies.iter().filter(|(sent, _)| *sent > all_sent).map(|(_, l)| *l).collect();
+    let mut latencies: Vec<u64> = latencies.into_iter().map(|(_, l)| l).collect();
+    steady.sort_unstable();
     latencies.sort_unstable();
     first_tokens.sort_unstable();
     println!("errors                               {errors}");
@@ -341,6 +347,12 @@ async fn measure(args: &StreamArgs, database_url: &str) -> anyhow::Result<()> {
         "added latency per token                p50 {:.2} ms  p99 {:.2} ms",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
+    );
+    println!(
+        "  once every message was sent          p50 {:.2} ms  p99 {:.2} ms ({} tokens)",
+        percentile(&steady, 0.5),
+        percentile(&steady, 0.99),
+        steady.len()
     );
     println!(
         "delivered                              {:.0} tokens/s ({tokens} in {elapsed:.2?})",

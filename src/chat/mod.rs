@@ -165,18 +165,7 @@ pub async fn keep_checkpointing(app: std::sync::Weak<App>) {
         if saving.is_empty() {
             continue;
         }
-        let saved = app
-            .db
-            .write(move |conn| {
-                async move {
-                    for checkpoint in &saving {
-                        checkpoints::refresh(conn, checkpoint).await?;
-                    }
-                    Ok::<_, crate::storage::StoreError>(())
-                }
-                .boxed()
-            })
-            .await;
+        let saved = app.db.write(move |conn| checkpoints::refresh_all(conn, saving).boxed()).await;
         if let Err(error) = saved {
             tracing::warn!(%error, "could not save the progress of streaming replies");
         }

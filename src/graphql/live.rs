@@ -323,7 +323,7 @@ fn viewer_events(
     after: Option<Cursor>,
 ) -> impl Stream<Item = async_graphql::Result<HistoryEvent>> {
     async_stream::try_stream! {
-        let mut ended = app.sessions.watch(session);
+        let mut session_over = std::pin::pin!(ends(app.sessions.watch(session)));
         let mut live = app.bus.subscribe(Topic::Viewer(viewer));
         let mut cursor = match after {
             Some(cursor) => cursor,
@@ -355,7 +355,7 @@ fn viewer_events(
             patience = Duration::from_millis(10);
             let wake = tokio::select! {
                 biased;
-                _ = ended.changed() => Wake::SessionEnded,
+                () = &mut session_over => Wake::SessionEnded,
                 received = live.recv() => Wake::Live(received),
             };
             match wake {
@@ -383,6 +383,12 @@ enum Wake {
     SessionEnded,
 }
 
+/// Resolves when the session ends, or the server stops. Made once per subscription:
+/// waiting anew for every message would cost more than the message.
+async fn ends(mut ended: tokio::sync::watch::Receiver<bool>) {
+    let _ = ended.changed().await;
+}
+
 fn session_ended() -> async_graphql::Error {
     let mut error = async_graphql::Error::new("your session has ended; sign in again");
     error.extensions.get_or_insert_with(Default::default).set("code", "UNAUTHENTICATED");
@@ -399,7 +405,7 @@ fn events(
     position: Position,
 ) -> impl Stream<Item = async_graphql::Result<ConversationEvent>> {
     async_stream::try_stream! {
-        let mut ended = app.sessions.watch(session);
+        let mut session_over = std::pin::pin!(ends(app.sessions.watch(session)));
         let mut live = app.bus.subscribe(Topic::Conversation(id));
         let mut subscriber = Subscriber { position, ended: HashSet::new() };
         // Pieces that came before the text known of their reply caught up with what this
@@ -415,12 +421,19 @@ fn events(
                     yield event;
                 }
             }
-            let wake = tokio::select! {
-                biased;
-                // Changes only to `true`, or fails when the server stops: both end it.
-                _ = ended.changed() => Wake::SessionEnded,
-                received = live.recv() => Wake::Live(received),
-                () = tokio::time::sleep_until(refill_at), if !waiting.is_empty() => Wake::Refill,
+            let wake = if waiting.is_empty() {
+                tokio::select! {
+                    biased;
+                    () = &mut session_over => Wake::SessionEnded,
+                    received = live.recv() => Wake::Live(received),
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    () = &mut session_over => Wake::SessionEnded,
+                    received = live.recv() => Wake::Live(received),
+                    () = tokio::time::sleep_until(refill_at) => Wake::Refill,
+                }
             };
             let refill = match wake {
                 Wake::Live(Ok(Published::Event(event))) => {

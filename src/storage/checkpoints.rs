@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 
 use super::schema::reply_checkpoints as checkpoints;
@@ -60,16 +61,45 @@ pub async fn save(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<()>
     Ok(())
 }
 
-/// Updates the saved text of a reply still being streamed; a reply that has ended (and
-/// whose checkpoint is gone) stays gone. Returns whether it was still there.
-pub async fn refresh(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<bool> {
-    let row = checkpoints::table.find(checkpoint.message_id);
-    let set = (
-        checkpoints::text.eq(&checkpoint.text),
-        checkpoints::heartbeat_at.eq(checkpoint.heartbeat_at),
-        checkpoints::pieces.eq(checkpoint.pieces),
-    );
-    Ok(with_conn!(conn, |c| diesel::update(row).set(set).execute(c).await)? == 1)
+/// Updates the saved text of replies still being streamed; a reply that has ended (and
+/// whose checkpoint is gone) stays gone. One statement on PostgreSQL, one hand-off to
+/// the blocking pool on SQLite, so that no async worker is held up by a thousand rows.
+pub async fn refresh_all(conn: &mut DbConn, saving: Vec<Checkpoint>) -> StoreResult<()> {
+    match conn {
+        DbConn::Pg(c) => {
+            let at = <[Checkpoint]>::first(&saving).map(|checkpoint| checkpoint.heartbeat_at.0);
+            let (ids, texts, pieces): (Vec<String>, Vec<String>, Vec<i64>) = saving
+                .into_iter()
+                .map(|checkpoint| (checkpoint.message_id.0.to_string(), checkpoint.text, checkpoint.pieces))
+                .collect();
+            diesel::sql_query(
+                "UPDATE reply_checkpoints AS c SET text = v.text, pieces = v.pieces, heartbeat_at = $4 \
+                 FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS v(id, text, pieces) WHERE c.message_id = v.id",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Text>, _>(texts)
+            .bind::<Array<BigInt>, _>(pieces)
+            .bind::<Timestamptz, _>(at.unwrap_or_else(Utc::now))
+            .execute(&mut **c)
+            .await?;
+        }
+        DbConn::Sqlite(c) => {
+            super::sqlite::may_wait(c.spawn_blocking(move |c| {
+                for checkpoint in &saving {
+                    let row = checkpoints::table.find(checkpoint.message_id);
+                    let update = diesel::update(row).set((
+                        checkpoints::text.eq(&checkpoint.text),
+                        checkpoints::heartbeat_at.eq(checkpoint.heartbeat_at),
+                        checkpoints::pieces.eq(checkpoint.pieces),
+                    ));
+                    diesel::RunQueryDsl::execute(update, c)?;
+                }
+                Ok::<_, diesel::result::Error>(())
+            }))
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn find(conn: &mut DbConn, message: MessageId) -> StoreResult<Option<Checkpoint>> {
