@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
-use crate::relay::Relayed;
+use crate::relay::{Relay, Relayed};
 use crate::storage::event_store::RecordedEvent;
 
 /// Messages a channel holds for its slowest subscriber: three seconds of a reply at 20
@@ -48,7 +48,7 @@ pub enum Topic {
 pub struct Bus {
     channels: Mutex<HashMap<Topic, broadcast::Sender<Published>>>,
     /// Where messages go to reach other instances (PostgreSQL only).
-    relay: OnceLock<mpsc::Sender<Relayed>>,
+    relay: OnceLock<Relay>,
 }
 
 impl Bus {
@@ -62,13 +62,13 @@ impl Bus {
     }
 
     /// Sends messages on to other instances from now on.
-    pub fn relay_to(&self, relay: mpsc::Sender<Relayed>) {
+    pub fn relay_to(&self, relay: Relay) {
         let _ = self.relay.set(relay);
     }
 
     fn relay(&self, message: Relayed) {
         if let Some(relay) = self.relay.get()
-            && relay.try_send(message).is_err()
+            && !relay.send(message)
         {
             tracing::warn!("the relay to other instances is falling behind; a message was dropped");
         }
@@ -81,13 +81,16 @@ impl Bus {
 
     /// Publishes a reply's piece here and on other instances.
     pub fn publish_delta(&self, conversation: ConversationId, delta: Delta) {
-        self.relay(Relayed::Delta {
-            conversation,
-            message: delta.message_id,
-            seq: delta.seq,
-            offset: delta.offset,
-            text: delta.text.clone(),
-        });
+        // The bulk of the traffic: not sent when no other instance listens.
+        if self.relay.get().is_some_and(Relay::has_peers) {
+            self.relay(Relayed::Delta {
+                conversation,
+                message: delta.message_id,
+                seq: delta.seq,
+                offset: delta.offset,
+                text: delta.text.clone(),
+            });
+        }
         self.publish_here(Topic::Conversation(conversation), Published::Delta(Arc::new(delta)));
     }
 

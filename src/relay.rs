@@ -3,8 +3,10 @@
 //!
 //! Outgoing messages are batched into notifications of at most [`MAX_PAYLOAD`] bytes.
 //! A committed event travels as its stream and version (receivers read it from the log);
-//! a reply's piece travels whole. Each instance ignores its own notifications.
+//! a reply's piece travels whole, but only while another instance is there to hear it:
+//! each instance says hello every [`HELLO_EVERY`]. Each ignores its own notifications.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -27,9 +29,46 @@ const MAX_PAYLOAD: usize = 7_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "k")]
 pub enum Relayed {
-    Event { conversation: ConversationId, owner: UserId, version: i64 },
-    Delta { conversation: ConversationId, message: MessageId, seq: u64, offset: usize, text: String },
-    SessionEnded { session: SessionId },
+    Event {
+        conversation: ConversationId,
+        owner: UserId,
+        version: i64,
+    },
+    Delta {
+        conversation: ConversationId,
+        message: MessageId,
+        seq: u64,
+        offset: usize,
+        text: String,
+    },
+    SessionEnded {
+        session: SessionId,
+    },
+    /// This instance is listening.
+    Hello,
+}
+
+/// How often an instance tells the others it is there.
+const HELLO_EVERY: Duration = Duration::from_secs(5);
+
+/// The way to the other instances.
+pub struct Relay {
+    sender: mpsc::Sender<Relayed>,
+    /// When another instance was last heard from (milliseconds since the epoch).
+    peer_heard_at: Arc<AtomicI64>,
+}
+
+impl Relay {
+    /// Sends a message on; false if the relay is too far behind to take it.
+    pub fn send(&self, message: Relayed) -> bool {
+        self.sender.try_send(message).is_ok()
+    }
+
+    /// Whether another instance has been heard from lately.
+    pub fn has_peers(&self) -> bool {
+        let quiet_for = chrono::Utc::now().timestamp_millis() - AtomicI64::load(&self.peer_heard_at, Ordering::Relaxed);
+        quiet_for < 3 * HELLO_EVERY.as_millis() as i64
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -38,13 +77,25 @@ struct Notification {
     messages: Vec<Relayed>,
 }
 
-/// Starts relaying: returns the sender the bus hands outgoing messages to.
-pub fn start(app: &Arc<App>, url: String) -> mpsc::Sender<Relayed> {
+/// Starts relaying: returns what the bus hands outgoing messages to.
+pub fn start(app: &Arc<App>, url: String) -> Relay {
     let instance = rand::random::<u64>();
     let (sender, receiver) = mpsc::channel(16_384);
+    let peer_heard_at = Arc::new(AtomicI64::new(i64::MIN / 2));
     tokio::spawn(send(url.clone(), instance, receiver));
-    tokio::spawn(receive(Arc::downgrade(app), url, instance));
-    sender
+    tokio::spawn(receive(Arc::downgrade(app), url, instance, peer_heard_at.clone()));
+    tokio::spawn(say_hello(sender.downgrade()));
+    Relay { sender, peer_heard_at }
+}
+
+/// Says hello to the other instances now and then, until the application ends.
+async fn say_hello(sender: mpsc::WeakSender<Relayed>) {
+    let mut every = tokio::time::interval(HELLO_EVERY);
+    loop {
+        every.tick().await;
+        let Some(sender) = sender.upgrade() else { return };
+        let _ = sender.try_send(Relayed::Hello);
+    }
 }
 
 /// Sends what this instance publishes, batched, until the application ends.
@@ -103,27 +154,35 @@ fn payloads(instance: u64, messages: Vec<Relayed>) -> Vec<String> {
 
 /// Publishes other instances' messages here, reconnecting as needed, until the
 /// application ends.
-async fn receive(app: Weak<App>, url: String, instance: u64) {
+async fn receive(app: Weak<App>, url: String, instance: u64, peer_heard_at: Arc<AtomicI64>) {
     loop {
         if app.strong_count() == 0 {
             return;
         }
-        if let Err(error) = listen(&app, &url, instance).await {
+        if let Err(error) = listen(&app, &url, instance, &peer_heard_at).await {
             tracing::warn!(%error, "listening to other instances failed; retrying");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn listen(app: &Weak<App>, url: &str, instance: u64) -> anyhow::Result<()> {
+async fn listen(app: &Weak<App>, url: &str, instance: u64, peer_heard_at: &AtomicI64) -> anyhow::Result<()> {
     let mut conn = AsyncPgConnection::establish(url).await?;
     conn.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    // Listening now: tell the others at once, so they relay replies' pieces here.
+    let hello = serde_json::to_string(&Notification { from: instance, messages: vec![Relayed::Hello] })?;
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<Text, _>(CHANNEL)
+        .bind::<Text, _>(hello)
+        .execute(&mut conn)
+        .await?;
     let mut notifications = std::pin::pin!(conn.notifications_stream());
     while let Some(notification) = notifications.next().await {
         let notification = notification?;
         let Ok(Notification { from, messages }) = serde_json::from_str(&notification.payload) else { continue };
         let Some(app) = app.upgrade() else { return Ok(()) };
         if from != instance {
+            peer_heard_at.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
             publish_here(&app, messages).await;
         }
     }
@@ -147,6 +206,7 @@ async fn publish_here(app: &App, messages: Vec<Relayed>) {
                 app.bus.publish_here(Topic::Conversation(conversation), Published::Delta(Arc::new(delta)));
             }
             Relayed::SessionEnded { session } => app.sessions.end(session),
+            Relayed::Hello => {}
         }
     }
 }

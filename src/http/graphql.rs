@@ -96,7 +96,7 @@ pub async fn websocket(
     let user_agent = user_agent(&headers);
     let max_message = served.app.config.max_body_bytes;
     // Small buffers: most sockets sit idle, and each message is sent as soon as it is ready.
-    let upgrade = upgrade.read_buffer_size(1024).write_buffer_size(0).max_message_size(max_message);
+    let upgrade = upgrade.read_buffer_size(4 * 1024).write_buffer_size(0).max_message_size(max_message);
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
         let schema = served.schema.clone();
         GraphQLWebSocket::new(stream, schema, protocol)

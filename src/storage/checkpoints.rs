@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
+use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
 use super::schema::reply_checkpoints as checkpoints;
