@@ -7,6 +7,7 @@ pub mod bus;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod graphql;
