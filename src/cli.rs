@@ -40,9 +40,12 @@ enum Command {
     /// The GraphQL schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
-    /// Secrets.
+    /// Keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Credentials stored encrypted.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Measure the server on a scratch database.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -103,6 +106,13 @@ enum KeyCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every stored credential under ENCRYPTION_KEY; the keys they were
+    /// encrypted with must be in ENCRYPTION_KEYS_PREVIOUS.
+    Rotate,
+}
+
 fn parse_role(text: &str) -> Result<Role, String> {
     Role::parse(text).ok_or_else(|| format!("`{text}` is not a role (admin or user)"))
 }
@@ -133,6 +143,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Key(KeyCommand::Generate { bytes }) => {
             println!("{}", random_base64(bytes));
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::Rotate) => {
+            let config = Config::from_env()?;
+            let db = open_db(&config).await?;
+            let secret_box = config.secret_box();
+            let (resealed, total) = db
+                .write(|conn| async move { crate::storage::secrets::reseal_all(conn, &secret_box).await }.boxed())
+                .await?;
+            println!("re-encrypted {resealed} of {total} secrets under key {}", config.secret_box().current_key_id());
             Ok(())
         }
         Command::Bench(command) => crate::bench::run(command).await,

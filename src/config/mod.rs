@@ -84,6 +84,8 @@ pub struct Config {
     pub public_url: String,
     pub secret_key_base: SecretString,
     pub encryption_key: SecretString,
+    /// Keys values sealed before a rotation still open with (`ENCRYPTION_KEYS_PREVIOUS`).
+    pub previous_encryption_keys: Vec<SecretString>,
     pub registration: Registration,
     pub session_ttl: Duration,
     pub graphql: GraphqlLimits,
@@ -151,6 +153,19 @@ impl Config {
             public_url,
             secret_key_base,
             encryption_key,
+            previous_encryption_keys: match var("ENCRYPTION_KEYS_PREVIOUS") {
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|key| !key.is_empty())
+                    .map(|key| {
+                        key_bytes(key).map(|_| SecretString::from(key)).ok_or_else(|| {
+                            ConfigError("ENCRYPTION_KEYS_PREVIOUS must list keys of 32 bytes in base64".into())
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                None => vec![],
+            },
             registration,
             session_ttl: Duration::from_secs(3600 * parse::<u64>(&var, "SESSION_TTL_HOURS", 24 * 30)?),
             graphql: GraphqlLimits {
@@ -243,9 +258,8 @@ fn encryption_key(
     value: Option<String>,
     generated: &mut Vec<&'static str>,
 ) -> Result<SecretString, ConfigError> {
-    let valid = |key: &str| matches!(STANDARD.decode(key.trim()), Ok(bytes) if bytes.len() == 32 && bytes.iter().any(|b| *b != 0));
     match value {
-        Some(key) if valid(&key) => Ok(key.into()),
+        Some(key) if key_bytes(&key).is_some() => Ok(key.into()),
         Some(_) => {
             Err(ConfigError("ENCRYPTION_KEY must be 32 random bytes in base64 (`liteskill key generate`)".into()))
         }
@@ -259,6 +273,12 @@ fn encryption_key(
     }
 }
 
+/// The bytes of a 32-byte key in base64; none for anything else, or for all zeros.
+fn key_bytes(key: &str) -> Option<[u8; 32]> {
+    let bytes: [u8; 32] = STANDARD.decode(key.trim()).ok()?.try_into().ok()?;
+    bytes.iter().any(|b| *b != 0).then_some(bytes)
+}
+
 /// `len` random bytes in standard base64: the format of `ENCRYPTION_KEY`.
 pub fn random_base64(len: usize) -> String {
     let mut bytes = vec![0u8; len];
@@ -270,6 +290,13 @@ impl Config {
     /// The encryption key's bytes (validated when the configuration was read).
     pub fn encryption_key_bytes(&self) -> Vec<u8> {
         STANDARD.decode(self.encryption_key.expose_secret().trim()).unwrap_or_default()
+    }
+
+    /// The secret box of the configured keys (validated when the configuration was read).
+    pub fn secret_box(&self) -> crate::crypto::SecretBox {
+        let key = |key: &SecretString| key_bytes(key.expose_secret()).unwrap_or([0; 32]);
+        let previous: Vec<[u8; 32]> = self.previous_encryption_keys.iter().map(key).collect();
+        crate::crypto::SecretBox::new(&key(&self.encryption_key), &previous)
     }
 }
 

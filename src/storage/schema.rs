@@ -129,8 +129,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    secrets (id) {
+        id -> Uuid,
+        purpose -> Text,
+        sealed -> Text,
+        updated_at -> UtcTime,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     reply_checkpoints,
+    secrets,
     events,
     users,
     conversations,

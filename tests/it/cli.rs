@@ -55,7 +55,58 @@ async fn disabling_ends_live_sessions(app: TestApp) {
     assert!(app.login("ada@example.com", "correct horse battery").await.get("errors").is_none());
 }
 
-on_both_backends!(user_commands_manage_accounts, disabling_ends_live_sessions);
+/// `secrets rotate` moves every stored credential to the new key, all or nothing.
+async fn secrets_rotate_moves_every_secret_to_the_new_key(app: TestApp) {
+    use base64::Engine;
+    use futures_util::FutureExt;
+    use liteskill::crypto::{Binding, SecretBox};
+    use liteskill::storage::secrets::{self, SecretRow};
+    use liteskill::storage::sql_types::{DbTime, DbUuid};
+    use secrecy::ExposeSecret;
+
+    let (old, new) = ([3u8; 32], [4u8; 32]);
+    let base64 = |key: &[u8; 32]| base64::engine::general_purpose::STANDARD.encode(key);
+    let old_box = SecretBox::new(&old, &[]);
+    let mut stored = vec![];
+    for n in 0..3 {
+        let id = uuid::Uuid::new_v4();
+        let plaintext = format!("sk-secret-{n}");
+        let sealed = old_box.seal(Binding { row: &id.to_string(), purpose: "mcp_api_key" }, &plaintext);
+        let row =
+            SecretRow { id: DbUuid(id), purpose: "mcp_api_key".into(), sealed, updated_at: DbTime(chrono::Utc::now()) };
+        app.db().write(move |conn| async move { secrets::put(conn, &row).await }.boxed()).await.expect("put");
+        stored.push((id, plaintext));
+    }
+    let read = || async {
+        let mut conn = app.db().conn().await.expect("connection");
+        secrets::all(&mut conn).await.expect("secrets")
+    };
+
+    // A key that opens none of them: refused, nothing changed.
+    let (ok, out) = app.cli_with(&["secrets", "rotate"], &[("ENCRYPTION_KEY", &base64(&[5; 32]))], "");
+    assert!(!ok && out.contains("not configured"), "{out}");
+    assert!(read().await.iter().all(|row| old_box.is_current(&row.sealed)));
+
+    let rotate = [("ENCRYPTION_KEY", base64(&new)), ("ENCRYPTION_KEYS_PREVIOUS", base64(&old))];
+    let rotate: Vec<(&str, &str)> = rotate.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (ok, out) = app.cli_with(&["secrets", "rotate"], &rotate, "");
+    assert!(ok && out.contains("re-encrypted 3 of 3"), "{out}");
+    let new_only = SecretBox::new(&new, &[]);
+    for row in read().await {
+        let (_, plaintext) = stored.iter().find(|(id, _)| *id == row.id.0).expect("a stored secret");
+        assert!(!row.sealed.contains(plaintext.as_str()));
+        let opened = new_only.open(Binding { row: &row.id.0.to_string(), purpose: &row.purpose }, &row.sealed);
+        assert_eq!(opened.expect("opens with the new key alone").expose_secret(), plaintext);
+    }
+    let (ok, out) = app.cli_with(&["secrets", "rotate"], &rotate, "");
+    assert!(ok && out.contains("re-encrypted 0 of 3"), "already rotated: {out}");
+}
+
+on_both_backends!(
+    user_commands_manage_accounts,
+    disabling_ends_live_sessions,
+    secrets_rotate_moves_every_secret_to_the_new_key
+);
 
 /// The README's run command on a fresh machine: no configuration, SQLite file in the
 /// working directory, GraphiQL on port 4000, clean exit on SIGTERM.

@@ -201,10 +201,16 @@ impl Drop for TestApp {
 impl TestApp {
     /// Runs the `liteskill` binary on this app's database; returns (success, stdout + stderr).
     pub fn cli(&self, args: &[&str], stdin: &str) -> (bool, String) {
+        self.cli_with(args, &[], stdin)
+    }
+
+    /// [`TestApp::cli`] with more environment variables.
+    pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String) {
         use std::io::Write;
         use std::process::{Command, Stdio};
         let mut child = Command::new(env!("CARGO_BIN_EXE_liteskill"))
             .args(args)
+            .envs(env.iter().copied())
             .env("DATABASE_URL", self.database().url())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
