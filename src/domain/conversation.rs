@@ -50,6 +50,12 @@ pub enum Command {
     },
     Archive,
     Unarchive,
+    /// Replaces the model and sampling settings the next turns use.
+    ChangeSettings {
+        model_id: Option<ModelId>,
+        system_prompt: Option<SystemPrompt>,
+        sampling: Sampling,
+    },
     /// Records the user's message and starts the assistant's reply to it.
     SendMessage {
         message_id: MessageId,
@@ -101,6 +107,13 @@ pub enum Event {
     },
     ConversationArchived {},
     ConversationUnarchived {},
+    /// The settings of the turns to come, whole.
+    ConversationSettingsChanged {
+        model_id: Option<String>,
+        system_prompt: Option<String>,
+        temperature: Option<f64>,
+        max_tokens: Option<i64>,
+    },
     UserMessageAdded {
         message_id: MessageId,
         /// 1-based place of the message in the conversation.
@@ -217,6 +230,15 @@ impl Aggregate for Conversation {
                 }
                 Ok(vec![Event::ConversationRenamed { title: title.into_inner() }])
             }
+            Command::ChangeSettings { model_id, system_prompt, sampling } => {
+                writable()?;
+                Ok(vec![Event::ConversationSettingsChanged {
+                    model_id: model_id.map(ModelId::into_inner),
+                    system_prompt: system_prompt.map(SystemPrompt::into_inner),
+                    temperature: sampling.temperature,
+                    max_tokens: sampling.max_tokens,
+                }])
+            }
             Command::Archive => match state.status {
                 Status::Archived => Ok(vec![]),
                 Status::Active => Ok(vec![Event::ConversationArchived {}]),
@@ -268,6 +290,7 @@ impl Aggregate for Conversation {
             (Some(state), Event::ConversationRenamed { title }) => State { title: title.clone(), ..state },
             (Some(state), Event::ConversationArchived {}) => State { status: Status::Archived, ..state },
             (Some(state), Event::ConversationUnarchived {}) => State { status: Status::Active, ..state },
+            (Some(state), Event::ConversationSettingsChanged { .. }) => state,
             (Some(state), Event::UserMessageAdded { seq, .. }) => State { message_count: *seq, ..state },
             (Some(state), Event::AssistantMessageStarted { message_id, seq, .. }) => {
                 State { message_count: *seq, status: Status::Streaming, streaming: Some(*message_id), ..state }

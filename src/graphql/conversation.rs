@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::account::User;
@@ -17,6 +17,7 @@ use crate::domain::conversation::{self, Command};
 use crate::domain::ids::{ConversationId, UserId};
 use crate::domain::values::{MessageContent, ModelId, Sampling, SystemPrompt, Title};
 use crate::error::{AppError, AppResult};
+use crate::llm::Catalog;
 use crate::storage::DbConn;
 use crate::storage::event_store;
 use crate::storage::projections::conversations::{self, ConversationRow, ListKey};
@@ -248,6 +249,61 @@ pub struct CreateConversationInput {
     pub max_tokens: Option<i64>,
 }
 
+/// New settings for a conversation's next turns: a field left out stays as it is.
+#[derive(InputObject)]
+pub struct ConversationSettingsInput {
+    /// `null`: the server's default model.
+    pub model_id: MaybeUndefined<String>,
+    pub system_prompt: MaybeUndefined<String>,
+    /// Replaces the system prompt with this preset's; not together with `systemPrompt`.
+    pub system_prompt_preset: Option<String>,
+    pub temperature: MaybeUndefined<f64>,
+    pub max_tokens: MaybeUndefined<i64>,
+}
+
+/// A setting as it is, unless the input sets it.
+fn merged<T>(input: MaybeUndefined<T>, current: Option<T>) -> Option<T> {
+    match input {
+        MaybeUndefined::Undefined => current,
+        MaybeUndefined::Null => None,
+        MaybeUndefined::Value(value) => Some(value),
+    }
+}
+
+/// A model the catalog offers and the viewer may use.
+fn offered_model(ctx: &Context<'_>, id: &str) -> ApiResult<ModelId> {
+    let id = ModelId::parse(id)?;
+    let model = ctx
+        .app()
+        .catalog
+        .get(id.as_str())
+        .ok_or_else(|| AppError::bad_input("modelId", format!("no model `{}` is offered", id.as_str())))?;
+    if !ctx.viewer()?.may_use(&model.id) {
+        return Err(AppError::Forbidden("your account may not use this model").into());
+    }
+    Ok(id)
+}
+
+/// A system prompt given as text or as a preset's key, not both.
+fn system_prompt(catalog: &Catalog, text: Option<String>, preset: Option<String>) -> AppResult<Option<SystemPrompt>> {
+    let text = match (text, preset) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::bad_input("systemPromptPreset", "cannot be given with systemPrompt"));
+        }
+        (Some(text), None) => Some(text),
+        // The preset's text as it is now: editing the file later leaves this conversation be.
+        (None, Some(key)) => Some(
+            catalog
+                .preset(&key)
+                .ok_or_else(|| AppError::bad_input("systemPromptPreset", format!("no preset `{key}` is offered")))?
+                .content
+                .clone(),
+        ),
+        (None, None) => None,
+    };
+    Ok(text.as_deref().map(SystemPrompt::parse).transpose()?)
+}
+
 #[derive(InputObject)]
 pub struct SendMessageInput {
     pub conversation_id: ID,
@@ -357,40 +413,51 @@ pub struct ConversationMutation;
 impl ConversationMutation {
     async fn create_conversation(&self, ctx: &Context<'_>, input: CreateConversationInput) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
-        let model_id = input.model_id.as_deref().map(ModelId::parse).transpose()?;
         let catalog = &ctx.app().catalog;
-        let model = match &model_id {
-            Some(id) => catalog
-                .get(id.as_str())
-                .ok_or_else(|| AppError::bad_input("modelId", format!("no model `{}` is offered", id.as_str())))?,
-            None => catalog.default_model(),
-        };
-        if !viewer.may_use(&model.id) {
+        let model_id = input.model_id.as_deref().map(|id| offered_model(ctx, id)).transpose()?;
+        if model_id.is_none() && !viewer.may_use(&catalog.default_model().id) {
             return Err(AppError::Forbidden("your account may not use this model").into());
         }
-        let system_prompt = match (input.system_prompt, input.system_prompt_preset) {
-            (Some(_), Some(_)) => {
-                return Err(AppError::bad_input("systemPromptPreset", "cannot be given with systemPrompt").into());
-            }
-            (Some(text), None) => Some(text),
-            // The preset's text as it is now: editing the file later leaves this conversation be.
-            (None, Some(key)) => Some(
-                catalog
-                    .preset(&key)
-                    .ok_or_else(|| AppError::bad_input("systemPromptPreset", format!("no preset `{key}` is offered")))?
-                    .content
-                    .clone(),
-            ),
-            (None, None) => None,
-        };
+        let system_prompt = system_prompt(catalog, input.system_prompt, input.system_prompt_preset)?;
         let command = Command::Create {
             owner: viewer.user_id,
             title: Title::parse(input.title.as_deref().unwrap_or(DEFAULT_TITLE))?,
             sampling: Sampling::parse(input.temperature, input.max_tokens)?,
             model_id,
-            system_prompt: system_prompt.as_deref().map(SystemPrompt::parse).transpose()?,
+            system_prompt,
         };
         Ok(Conversation(chat::command(ctx.app(), viewer.actor(), ConversationId::new(), command).await?))
+    }
+
+    /// Changes the model, system prompt or sampling of the turns to come. A field left
+    /// out stays as it is; `null` returns it to the default.
+    async fn update_conversation_settings(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: ConversationSettingsInput,
+    ) -> ApiResult<Conversation> {
+        let viewer = ctx.viewer()?;
+        let id = conversation_id(&id)?;
+        let catalog = &ctx.app().catalog;
+        let current = readable(&mut ctx.app().db.conn().await?, viewer, id).await?;
+        let model_id = match input.model_id {
+            MaybeUndefined::Undefined => current.model_id.as_deref().map(ModelId::parse).transpose()?,
+            MaybeUndefined::Null => None,
+            MaybeUndefined::Value(id) => Some(offered_model(ctx, &id)?),
+        };
+        let system_prompt = match (input.system_prompt, input.system_prompt_preset) {
+            (MaybeUndefined::Undefined, None) => {
+                current.system_prompt.as_deref().map(SystemPrompt::parse).transpose()?
+            }
+            (text, preset) => system_prompt(catalog, text.take(), preset)?,
+        };
+        let sampling = Sampling::parse(
+            merged(input.temperature, current.temperature),
+            merged(input.max_tokens, current.max_tokens),
+        )?;
+        let command = Command::ChangeSettings { model_id, system_prompt, sampling };
+        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), id, command).await?))
     }
 
     async fn rename_conversation(&self, ctx: &Context<'_>, id: ID, title: String) -> ApiResult<Conversation> {

@@ -220,7 +220,86 @@ bedrock:
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
 }
 
+/// Settings changed mid-conversation apply to the next turn; left-out fields stay, `null`
+/// returns one to the default; only a reader of the conversation may change them, and
+/// only to a model they may use.
+async fn settings_change_for_the_next_turns(app: TestApp) {
+    let (app, fake) = serve(app, Wire::OpenAi, "gpt-4o, llama-3").await;
+    let (admin, _) = app.register("admin@example.com").await;
+    let (token, user_id) = app.register("ada@example.com").await;
+    let fields = "id modelId systemPrompt temperature maxTokens";
+    let created = app
+        .ok(
+            Some(&token),
+            &format!("mutation {{ createConversation(input: {{ systemPrompt: \"Be brief.\", temperature: 0.5 }}) {{ {fields} }} }}"),
+            json!({}),
+        )
+        .await;
+    let id = created["createConversation"]["id"].as_str().expect("id").to_owned();
+    let update = format!(
+        "mutation($id: ID!, $input: ConversationSettingsInput!) {{ updateConversationSettings(id: $id, input: $input) {{ {fields} }} }}"
+    );
+    let changed = app
+        .ok(
+            Some(&token),
+            &update,
+            json!({ "id": id, "input": { "modelId": "llama-3", "temperature": null, "maxTokens": 32 } }),
+        )
+        .await;
+    assert_eq!(
+        changed["updateConversationSettings"],
+        json!({ "id": id, "modelId": "llama-3", "systemPrompt": "Be brief.", "temperature": null, "maxTokens": 32 })
+    );
+    app.send_and_wait(&token, &id, "Hi").await;
+    let request = &fake.requests()[0];
+    assert_eq!(
+        (&request["model"], &request["max_tokens"], &request["system"]),
+        (&json!("llama-3"), &json!(32), &json!("Be brief."))
+    );
+    assert!(request["temperature"].is_null(), "cleared: {request}");
+
+    let back =
+        app.ok(Some(&token), &update, json!({ "id": id, "input": { "modelId": null, "systemPrompt": null } })).await;
+    assert_eq!(back["updateConversationSettings"]["modelId"], json!(null));
+    assert_eq!(back["updateConversationSettings"]["systemPrompt"], json!(null));
+    assert_eq!(back["updateConversationSettings"]["maxTokens"], 32, "left out, kept");
+    let history = app
+        .ok(
+            Some(&token),
+            "query($id: ID!) { conversationHistory(conversationId: $id) { edges { node { type } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let types: Vec<&str> = history["conversationHistory"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["node"]["type"].as_str())
+        .collect();
+    assert_eq!(types.iter().filter(|t| **t == "ConversationSettingsChanged").count(), 2);
+
+    for (input, code) in [
+        (json!({ "modelId": "no-such-model" }), "BAD_USER_INPUT"),
+        (json!({ "temperature": 5 }), "BAD_USER_INPUT"),
+        (json!({ "systemPrompt": "x", "systemPromptPreset": "y" }), "BAD_USER_INPUT"),
+    ] {
+        let body = app.graphql(Some(&token), &update, json!({ "id": id, "input": input })).await;
+        assert_eq!(error_code(&body), code, "{input}");
+    }
+    let (stranger, _) = app.register("eve@example.com").await;
+    let body = app.graphql(Some(&stranger), &update, json!({ "id": id, "input": { "maxTokens": 1 } })).await;
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    let mask = "mutation($id: ID!) { setUserModelMask(userId: $id, mask: \"gpt-.*\") { id } }";
+    app.ok(Some(&admin), mask, json!({ "id": user_id })).await;
+    let body = app.graphql(Some(&token), &update, json!({ "id": id, "input": { "modelId": "llama-3" } })).await;
+    assert_eq!(error_code(&body), "FORBIDDEN");
+    app.ok(Some(&token), "mutation($id: ID!) { archiveConversation(id: $id) { id } }", json!({ "id": id })).await;
+    let body = app.graphql(Some(&token), &update, json!({ "id": id, "input": { "maxTokens": 1 } })).await;
+    assert_eq!(error_code(&body), "CONFLICT", "archived conversations are read-only");
+}
+
 on_both_backends!(
+    settings_change_for_the_next_turns,
     a_models_file_and_presets,
     the_catalog_and_per_conversation_settings,
     a_model_mask_hides_models_and_is_enforced,

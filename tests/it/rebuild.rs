@@ -32,13 +32,15 @@ async fn rebuild_leaves_projections_identical(app: TestApp) {
                     json!({ "id": id }),
                 )
                 .await;
+                let settings = "mutation($id: ID!) { updateConversationSettings(id: $id, input: { systemPrompt: \"Be terse.\", maxTokens: 77 }) { id } }";
+                app.ok(Some(token), settings, json!({ "id": id })).await;
                 app.ok(Some(token), "mutation($id: ID!) { archiveConversation(id: $id) { id } }", json!({ "id": id }))
                     .await;
             }
         }
     }
     let before = snapshot(&app).await;
-    assert!(before.contains("renamed") && before.contains("message 2"));
+    assert!(before.contains("renamed") && before.contains("message 2") && before.contains("Be terse."));
 
     let (ok, out) = app.cli(&["projections", "rebuild"], "");
     assert!(ok, "{out}");

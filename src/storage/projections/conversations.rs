@@ -62,6 +62,11 @@ pub struct ListKey {
 #[diesel(table_name = conversations)]
 pub struct ConversationUpdate {
     title: Option<String>,
+    // Twice optional: `Some(None)` clears the column.
+    model_id: Option<Option<String>>,
+    system_prompt: Option<Option<String>>,
+    temperature: Option<Option<f64>>,
+    max_tokens: Option<Option<i64>>,
     status: Option<String>,
     archived: Option<bool>,
     message_count: Option<i64>,
@@ -86,6 +91,10 @@ impl Table for Conversations {
         if let Some(status) = update.status {
             row.status = status;
         }
+        row.model_id = update.model_id.unwrap_or(row.model_id.take());
+        row.system_prompt = update.system_prompt.unwrap_or(row.system_prompt.take());
+        row.temperature = update.temperature.unwrap_or(row.temperature);
+        row.max_tokens = update.max_tokens.unwrap_or(row.max_tokens);
         row.archived = update.archived.unwrap_or(row.archived);
         row.message_count = update.message_count.unwrap_or(row.message_count);
         row.version = update.version.unwrap_or(row.version);
@@ -130,6 +139,15 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
         }
         Event::ConversationRenamed { title } => ConversationUpdate {
             title: Some(title.clone()),
+            version,
+            updated_at: Some(stored.occurred_at),
+            ..Default::default()
+        },
+        Event::ConversationSettingsChanged { model_id, system_prompt, temperature, max_tokens } => ConversationUpdate {
+            model_id: Some(model_id.clone()),
+            system_prompt: Some(system_prompt.clone()),
+            temperature: Some(*temperature),
+            max_tokens: Some(*max_tokens),
             version,
             updated_at: Some(stored.occurred_at),
             ..Default::default()

@@ -158,6 +158,7 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
         ),
         Event::ConversationCreated { .. }
         | Event::ConversationRenamed { .. }
+        | Event::ConversationSettingsChanged { .. }
         | Event::ConversationArchived {}
         | Event::ConversationUnarchived {} => None,
     }
