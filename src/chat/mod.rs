@@ -251,7 +251,8 @@ pub async fn send_message(
             async move {
                 let events = execute::<Conversation>(conn, id.uuid(), actor, send).await?;
                 // Saved with the start of the reply, so a crash from here on is recoverable.
-                checkpoints::save(conn, &Checkpoint::start(id, reply_id, domain::now())).await?;
+                let at = checkpoints::clock(conn).await?;
+                checkpoints::save(conn, &Checkpoint::start(id, reply_id, at)).await?;
                 let message = messages::find(conn, message_id).await?.ok_or(AppError::NotFound("message"))?;
                 Ok::<_, AppError>((message, events))
             }

@@ -5,8 +5,8 @@ use futures_util::FutureExt;
 
 use super::finish;
 use crate::app::App;
+use crate::domain::Actor;
 use crate::domain::conversation::ReplyOutcome;
-use crate::domain::{self, Actor};
 use crate::error::{AppError, AppResult};
 use crate::storage::checkpoints;
 
@@ -15,7 +15,7 @@ pub async fn sweep_stale_replies(app: &App) -> AppResult<usize> {
     let stale_after = chrono::Duration::from_std(app.config.llm.reply_stale_after).unwrap_or(chrono::Duration::MAX);
     let stale = {
         let mut conn = app.db.conn().await?;
-        checkpoints::stale(&mut conn, domain::now() - stale_after).await?
+        checkpoints::stale(&mut conn, stale_after).await?
     };
     let mut closed = 0;
     for checkpoint in stale {

@@ -67,19 +67,18 @@ pub async fn save(conn: &mut DbConn, checkpoint: &Checkpoint) -> StoreResult<()>
 pub async fn refresh_all(conn: &mut DbConn, saving: Vec<Checkpoint>) -> StoreResult<()> {
     match conn {
         DbConn::Pg(c) => {
-            let at = <[Checkpoint]>::first(&saving).map(|checkpoint| checkpoint.heartbeat_at.0);
             let (ids, texts, pieces): (Vec<String>, Vec<String>, Vec<i64>) = saving
                 .into_iter()
                 .map(|checkpoint| (checkpoint.message_id.0.to_string(), checkpoint.text, checkpoint.pieces))
                 .collect();
+            // Heartbeats in the database's time: see [`clock`].
             diesel::sql_query(
-                "UPDATE reply_checkpoints AS c SET text = v.text, pieces = v.pieces, heartbeat_at = $4 \
+                "UPDATE reply_checkpoints AS c SET text = v.text, pieces = v.pieces, heartbeat_at = now() \
                  FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS v(id, text, pieces) WHERE c.message_id = v.id",
             )
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<Text>, _>(texts)
             .bind::<Array<BigInt>, _>(pieces)
-            .bind::<Timestamptz, _>(at.unwrap_or_else(Utc::now))
             .execute(&mut **c)
             .await?;
         }
@@ -122,8 +121,18 @@ pub async fn of_conversation(conn: &mut DbConn, conversation: ConversationId) ->
     })?)
 }
 
-/// Replies whose server has not saved them since `before`.
-pub async fn stale(conn: &mut DbConn, before: DateTime<Utc>) -> StoreResult<Vec<Checkpoint>> {
+/// The time heartbeats are written and compared in: the database's on PostgreSQL, where
+/// servers with different clocks share the table; this machine's on SQLite.
+pub async fn clock(conn: &mut DbConn) -> StoreResult<DateTime<Utc>> {
+    match conn {
+        DbConn::Pg(c) => Ok(diesel::select(diesel::dsl::now.into_sql::<Timestamptz>()).get_result(&mut **c).await?),
+        DbConn::Sqlite(_) => Ok(crate::domain::now()),
+    }
+}
+
+/// Replies whose server has not saved them for `quiet` or longer, by [`clock`].
+pub async fn stale(conn: &mut DbConn, quiet: chrono::Duration) -> StoreResult<Vec<Checkpoint>> {
+    let before = clock(conn).await? - quiet;
     Ok(with_conn!(conn, |c| {
         checkpoints::table
             .filter(checkpoints::heartbeat_at.lt(DbTime(before)))
