@@ -13,6 +13,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod llm;
+pub mod mcp;
 pub mod relay;
 pub mod storage;
 pub mod telemetry;

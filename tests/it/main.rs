@@ -10,6 +10,7 @@ mod conversations;
 mod event_store;
 mod http;
 mod input;
+mod mcp;
 mod models;
 mod rebuild;
 mod schema;

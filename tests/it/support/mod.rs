@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod fake_llm;
+pub mod peers;
 pub mod ws;
 
 use std::net::SocketAddr;
