@@ -1,5 +1,8 @@
 //! Tools on MCP servers: connecting (streamable HTTP or a child process over stdio),
-//! listing tools, and calling one, each within a time limit.
+//! listing tools, and calling one, each within a time limit; and which addresses users
+//! may register.
+
+pub mod address;
 
 use std::collections::HashMap;
 use std::time::Duration;
