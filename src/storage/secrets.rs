@@ -35,11 +35,6 @@ pub async fn put(conn: &mut DbConn, row: &SecretRow) -> StoreResult<()> {
     Ok(())
 }
 
-pub async fn find(conn: &mut DbConn, id: uuid::Uuid) -> StoreResult<Option<SecretRow>> {
-    let id = DbUuid(id);
-    Ok(with_conn!(conn, |c| secrets::table.find(id).select(SecretRow::as_select()).first(c).await.optional())?)
-}
-
 pub async fn all(conn: &mut DbConn) -> StoreResult<Vec<SecretRow>> {
     Ok(with_conn!(conn, |c| secrets::table.order(secrets::id).select(SecretRow::as_select()).load(c).await)?)
 }
@@ -62,10 +57,4 @@ pub async fn reseal_all(conn: &mut DbConn, secret_box: &SecretBox) -> Result<(us
         resealed += 1;
     }
     Ok((resealed, total))
-}
-
-pub async fn delete(conn: &mut DbConn, id: uuid::Uuid) -> StoreResult<()> {
-    let row = secrets::table.filter(secrets::id.eq(DbUuid(id)));
-    with_conn!(conn, |c| diesel::delete(row).execute(c).await)?;
-    Ok(())
 }

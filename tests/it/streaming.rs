@@ -436,24 +436,31 @@ async fn viewer_events_follow_the_conversation_list(app: TestApp) {
     );
 }
 
-/// Two instances share one PostgreSQL database: a device on one sees a reply streamed
-/// by the other, every recorded event and every piece.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instances_relay_streams_to_each_other() {
-    let Some(database) = crate::support::TestDb::postgres().await else { return };
-    let fake =
-        FakeLlm::start(Wire::OpenAi, Script { tokens: 30, delay: Duration::from_millis(5), ..Script::default() }).await;
+/// Two instances A and B on one PostgreSQL database (none without `TEST_DATABASE_URL`),
+/// a fake model scripted by `script`, a user's token and conversation, and a device on B
+/// that has replayed the conversation's creation and whose instance listens to A.
+async fn two_instances(script: Script) -> Option<(FakeLlm, TestApp, TestApp, String, String, WsClient)> {
+    let database = crate::support::TestDb::postgres().await?;
+    let fake = FakeLlm::start(Wire::OpenAi, script).await;
     let settings = fake.settings(None);
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = TestApp::start_with(database, &settings).await;
     let b = a.another_instance(&settings).await;
     let (token, _) = a.register("ada@example.com").await;
     let conversation = a.create_conversation(&token, "Across").await;
-
     let mut on_b = subscriber(&b, &token, &conversation, None).await;
     collect(&mut on_b, |events| events.iter().any(|e| e["type"] == "ConversationCreated")).await;
     // LISTEN takes effect asynchronously on B; give it a moment before producing.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    Some((fake, a, b, token, conversation, on_b))
+}
+
+/// Two instances share one PostgreSQL database: a device on one sees a reply streamed
+/// by the other, every recorded event and every piece.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_relay_streams_to_each_other() {
+    let script = Script { tokens: 30, delay: Duration::from_millis(5), ..Script::default() };
+    let Some((_fake, a, _b, token, conversation, mut on_b)) = two_instances(script).await else { return };
     a.send_message(&token, &conversation, "Hello from A").await;
     let seen = collect(&mut on_b, |_| false).await;
     let types: Vec<&str> = seen.iter().filter_map(|e| e["type"].as_str()).collect();
@@ -465,20 +472,8 @@ async fn instances_relay_streams_to_each_other() {
 /// far (from the saved checkpoint), then every later piece, with no gap and no overlap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_mid_stream_on_another_instance_misses_nothing() {
-    let Some(database) = crate::support::TestDb::postgres().await else { return };
     let script = Script { tokens: 50, delay: Duration::from_millis(50), ..Script::default() };
-    let fake = FakeLlm::start(Wire::OpenAi, script).await;
-    let settings = fake.settings(None);
-    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let a = TestApp::start_with(database, &settings).await;
-    let b = a.another_instance(&settings).await;
-    let (token, _) = a.register("ada@example.com").await;
-    let conversation = a.create_conversation(&token, "Late").await;
-    let mut on_b = subscriber(&b, &token, &conversation, None).await;
-    collect(&mut on_b, |events| events.iter().any(|e| e["type"] == "ConversationCreated")).await;
-    // LISTEN takes effect asynchronously on B; give it a moment before producing.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
+    let Some((_fake, a, b, token, conversation, mut on_b)) = two_instances(script).await else { return };
     a.send_message(&token, &conversation, "Hello from A").await;
     // Join after at least one checkpoint (saved every second), between two of them.
     tokio::time::sleep(Duration::from_millis(1_300)).await;
