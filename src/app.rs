@@ -6,8 +6,10 @@ use crate::auth::watch::SessionWatch;
 use crate::bus::Bus;
 use crate::chat::Replies;
 use crate::config::Config;
+use crate::crypto::SecretBox;
 use crate::graphql::{self, AppSchema};
 use crate::llm::Catalog;
+use crate::mcp::registry::Registry;
 use crate::storage::Db;
 
 pub struct App {
@@ -17,6 +19,9 @@ pub struct App {
     pub bus: Bus,
     pub replies: Replies,
     pub sessions: SessionWatch,
+    pub mcp: Registry,
+    /// Seals and opens stored credentials.
+    pub secrets: SecretBox,
 }
 
 /// What the HTTP layer serves: the application and its schema.
@@ -40,6 +45,8 @@ impl App {
         db.migrate().await?;
         let catalog = Catalog::from_config(&config.llm).await?;
         let app = Arc::new(App {
+            mcp: Registry::new(&config.mcp),
+            secrets: config.secret_box(),
             config,
             db,
             catalog,

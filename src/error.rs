@@ -3,7 +3,7 @@
 //! details are logged and never shown.
 
 use crate::domain::values::Invalid;
-use crate::domain::{conversation, user};
+use crate::domain::{conversation, mcp_server, user};
 use crate::storage::StoreError;
 use crate::storage::event_store::ExecuteError;
 
@@ -77,6 +77,8 @@ impl From<conversation::Rejection> for AppError {
             Archived => AppError::Conflict { reason: "ARCHIVED", message },
             Busy => AppError::Conflict { reason: "STREAMING", message },
             NotStreaming => AppError::Conflict { reason: "NOT_STREAMING", message },
+            NoSuchCall => AppError::NotFound("tool call"),
+            CallSettled => AppError::Conflict { reason: "TOOL_CALL_SETTLED", message },
         }
     }
 }
@@ -89,6 +91,20 @@ impl From<user::Rejection> for AppError {
                 AppError::Conflict { reason: "ALREADY_EXISTS", message: rejection.to_string() }
             }
             user::Rejection::Forbidden => AppError::Forbidden("only an administrator may do this"),
+        }
+    }
+}
+
+impl From<mcp_server::Rejection> for AppError {
+    fn from(rejection: mcp_server::Rejection) -> Self {
+        match rejection {
+            mcp_server::Rejection::NotFound => AppError::NotFound("MCP server"),
+            mcp_server::Rejection::AlreadyExists => {
+                AppError::Conflict { reason: "ALREADY_EXISTS", message: rejection.to_string() }
+            }
+            mcp_server::Rejection::Forbidden => {
+                AppError::Forbidden("only an administrator may manage a shared MCP server")
+            }
         }
     }
 }

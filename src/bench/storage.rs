@@ -141,7 +141,13 @@ async fn turn(app: &Arc<App>, owner: UserId, id: ConversationId, n: usize) -> Re
         time_to_first_token_ms: Some(1),
         duration_ms: 1,
     };
-    let finish = Command::FinishReply { message_id: reply_id, outcome: ReplyOutcome::Completed(completion) };
+    let finish = Command::FinishReply {
+        message_id: reply_id,
+        outcome: ReplyOutcome::Completed(completion),
+        tool_calls: vec![],
+        max_rounds: 0,
+        next: None,
+    };
     app.db.write(|conn| execute::<Conversation>(conn, id.uuid(), Actor::System, finish).boxed()).await?;
     Ok(3)
 }

@@ -4,6 +4,7 @@
 
 mod recovery;
 mod reply;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,15 +16,19 @@ pub use recovery::{keep_sweeping, sweep_stale_replies};
 use crate::app::App;
 use crate::auth::Viewer;
 use crate::bus::Delta;
-use crate::domain::conversation::{Command, Conversation, ReplyOutcome};
-use crate::domain::ids::{ConversationId, MessageId};
+use crate::domain::conversation::{Command, Conversation, Decision, NextRound, ReplyOutcome, ToolRequest};
+use crate::domain::ids::{ConversationId, MessageId, ToolCallId, UserId};
+use crate::domain::mcp_server::ToolPolicy;
+use crate::domain::user;
 use crate::domain::values::MessageContent;
 use crate::domain::{self, Actor};
 use crate::error::{AppError, AppResult};
+use crate::llm::Model;
 use crate::storage::checkpoints::{self, Checkpoint};
 use crate::storage::event_store::execute;
 use crate::storage::projections::conversations::{self, ConversationRow};
 use crate::storage::projections::messages::{self, MessageRow};
+use crate::storage::projections::tool_calls::{self, ToolCallRow};
 
 /// Why a reply stops before the model finished.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,18 +39,18 @@ enum Stop {
     Shutdown,
 }
 
-/// A reply streaming on this server.
+/// A turn running on this server: the reply streaming in it, or its tool calls running
+/// (then it stands for the turn's lease, see [`tools::lease_id`]).
 pub struct Reply {
     pub conversation: ConversationId,
-    pub message_id: MessageId,
     text: Mutex<ReplyText>,
     /// Set when the reply must stop early.
     stop: tokio::sync::watch::Sender<Option<Stop>>,
     finished: tokio::sync::watch::Sender<bool>,
 }
 
-#[derive(Default)]
 struct ReplyText {
+    message_id: MessageId,
     pieces: Vec<String>,
     chars: usize,
 }
@@ -54,8 +59,7 @@ impl Reply {
     fn new(conversation: ConversationId, message_id: MessageId) -> Reply {
         Reply {
             conversation,
-            message_id,
-            text: Mutex::default(),
+            text: Mutex::new(ReplyText { message_id, pieces: vec![], chars: 0 }),
             stop: tokio::sync::watch::channel(None).0,
             finished: tokio::sync::watch::channel(false).0,
         }
@@ -65,11 +69,21 @@ impl Reply {
         self.text.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The message streaming, or the lease of the tool calls running.
+    pub fn message_id(&self) -> MessageId {
+        self.text().message_id
+    }
+
+    /// Moves the turn on to another message, with no text yet.
+    fn begin(&self, message_id: MessageId) {
+        *self.text() = ReplyText { message_id, pieces: vec![], chars: 0 };
+    }
+
     /// Adds a piece of text and returns it as a delta.
     fn push(&self, piece: String) -> Delta {
         let mut text = self.text();
         let delta = Delta {
-            message_id: self.message_id,
+            message_id: text.message_id,
             seq: text.pieces.len() as u64 + 1,
             offset: text.chars,
             text: piece.clone(),
@@ -90,7 +104,7 @@ impl Reply {
         Checkpoint {
             pieces: text.pieces.len() as i64,
             text: text.pieces.concat(),
-            ..Checkpoint::start(self.conversation, self.message_id, at)
+            ..Checkpoint::start(self.conversation, text.message_id, at)
         }
     }
 
@@ -103,7 +117,7 @@ impl Reply {
         }
         let skipped = &text.pieces[..after_seq as usize];
         Some(Delta {
-            message_id: self.message_id,
+            message_id: text.message_id,
             seq,
             offset: skipped.iter().map(|p| p.chars().count()).sum(),
             text: text.pieces[after_seq as usize..].concat(),
@@ -145,7 +159,7 @@ impl Replies {
 
     fn remove(&self, reply: &Reply) {
         let mut running = self.map();
-        if running.get(&reply.conversation).is_some_and(|r| r.message_id == reply.message_id) {
+        if running.get(&reply.conversation).is_some_and(|r| std::ptr::eq(r.as_ref(), reply)) {
             running.remove(&reply.conversation);
         }
     }
@@ -174,34 +188,149 @@ pub async fn keep_checkpointing(app: std::sync::Weak<App>) {
 
 /// Runs a conversation command and publishes what it recorded.
 pub async fn command(app: &App, actor: Actor, id: ConversationId, command: Command) -> AppResult<ConversationRow> {
-    record(app, actor, id, command, None).await
+    Ok(record(app, actor, id, command, None).await?.0)
 }
 
-/// Runs a command, forgetting a reply's checkpoint in the same transaction if asked,
-/// and publishes what it recorded.
+/// What a turn does next, after a command recorded its events.
+#[derive(Debug, Clone, PartialEq)]
+enum Next {
+    /// Stream this reply.
+    Reply { message_id: MessageId, model_id: String },
+    /// Run the approved tool calls.
+    Tools,
+}
+
+/// The turn's next step from the events a command recorded, if it has one.
+fn next_step(events: &[domain::conversation::Event]) -> Option<Next> {
+    use domain::conversation::{Event, Status};
+    if let Some((message_id, model_id)) = events.iter().find_map(|e| match e {
+        Event::AssistantMessageStarted { message_id, model_id, .. } => Some((*message_id, model_id.clone())),
+        _ => None,
+    }) {
+        return Some(Next::Reply { message_id, model_id });
+    }
+    let running = events.iter().rev().find_map(|e| match e {
+        Event::ToolCallRequested { status, .. }
+        | Event::ToolCallApproved { status, .. }
+        | Event::ToolCallRejected { status, .. }
+        | Event::ToolCallCompleted { status, .. } => Some(*status == Status::Streaming),
+        _ => None,
+    })?;
+    running.then_some(Next::Tools)
+}
+
+/// Runs a command, and publishes what it recorded. In the same transaction: forgets a
+/// finished reply's checkpoint (`forget`), saves one for a reply it starts, and keeps
+/// the turn's lease while (and only while) approved tool calls are to run.
 async fn record(
     app: &App,
     actor: Actor,
     id: ConversationId,
     command: Command,
     forget: Option<MessageId>,
-) -> AppResult<ConversationRow> {
-    let (row, events) = app
+) -> AppResult<(ConversationRow, Option<Next>)> {
+    record_with(app, actor, id, command, forget, None).await
+}
+
+/// [`record`], also running a command on a user's account in the same transaction.
+async fn record_with(
+    app: &App,
+    actor: Actor,
+    id: ConversationId,
+    command: Command,
+    forget: Option<MessageId>,
+    account: Option<(UserId, user::Command)>,
+) -> AppResult<(ConversationRow, Option<Next>)> {
+    let (row, events, next) = app
         .db
         .write(|conn| {
             async move {
                 let events = execute::<Conversation>(conn, id.uuid(), actor, command).await?;
+                if let Some((user_id, command)) = account {
+                    execute::<user::User>(conn, user_id.uuid(), actor, command).await?;
+                }
                 if let Some(message_id) = forget {
                     checkpoints::delete(conn, message_id).await?;
                 }
+                let decoded: Vec<domain::conversation::Event> = events
+                    .iter()
+                    .filter_map(|e| match e.decode() {
+                        Ok(domain::Event::Conversation(event)) => Some(event),
+                        _ => None,
+                    })
+                    .collect();
+                let next = next_step(&decoded);
+                let touches_tools = decoded.iter().any(|e| {
+                    use domain::conversation::Event::*;
+                    matches!(
+                        e,
+                        ToolCallRequested { .. }
+                            | ToolCallApproved { .. }
+                            | ToolCallRejected { .. }
+                            | ToolCallCompleted { .. }
+                    )
+                });
+                let lease = tools::lease_id(id);
+                match &next {
+                    Some(Next::Reply { message_id, .. }) => {
+                        let at = checkpoints::clock(conn).await?;
+                        checkpoints::save(conn, &Checkpoint::start(id, *message_id, at)).await?;
+                        checkpoints::delete(conn, lease).await?;
+                    }
+                    Some(Next::Tools) => {
+                        let at = checkpoints::clock(conn).await?;
+                        checkpoints::save(conn, &Checkpoint::start(id, lease, at)).await?;
+                    }
+                    None if touches_tools => checkpoints::delete(conn, lease).await?,
+                    None => {}
+                }
                 let row = conversations::find(conn, id).await?.ok_or(AppError::NotFound("conversation"))?;
-                Ok::<_, AppError>((row, events))
+                Ok::<_, AppError>((row, events, next))
             }
             .boxed()
         })
         .await?;
     app.bus.publish_events(row.owner(), events);
-    Ok(row)
+    Ok((row, next))
+}
+
+/// The model a conversation's turns use, if it is still offered to `viewer`'s account.
+fn model_of<'a>(app: &'a App, conversation: &ConversationRow) -> AppResult<&'a Model> {
+    match &conversation.model_id {
+        Some(id) => app
+            .catalog
+            .get(id)
+            .ok_or_else(|| AppError::bad_input("modelId", format!("model `{id}` is no longer offered"))),
+        None => Ok(app.catalog.default_model()),
+    }
+}
+
+/// Registers a turn about to start here, unless one runs in its conversation; one that
+/// is just finishing is waited for (a second at most).
+async fn register(app: &App, conversation: &ConversationRow, message_id: MessageId) -> AppResult<Arc<Reply>> {
+    let id = conversation.conversation_id();
+    let reply = Arc::new(Reply::new(id, message_id));
+    while !app.replies.try_insert(reply.clone()) {
+        // The turn there may have recorded its end and be about to go.
+        let Some(running) = app.replies.get(id) else { continue };
+        if conversation.status() != domain::conversation::Status::Active
+            && conversation.status() != domain::conversation::Status::AwaitingApproval
+        {
+            return Err(domain::conversation::Rejection::Busy.into());
+        }
+        let mut finished = running.finished.subscribe();
+        let gone = tokio::time::timeout(std::time::Duration::from_secs(1), finished.wait_for(|done| *done));
+        if gone.await.is_err() {
+            return Err(domain::conversation::Rejection::Busy.into());
+        }
+    }
+    Ok(reply)
+}
+
+/// Forgets a registered turn that did not start.
+fn unregister(app: &App, reply: &Reply) {
+    app.replies.remove(reply);
+    reply.finished.send_replace(true);
 }
 
 /// Records the user's message, starts the reply, and returns the user's message.
@@ -218,32 +347,14 @@ pub async fn send_message(
         _ => return Err(AppError::NotFound("conversation")),
     };
     drop(conn);
-    let model = match &conversation.model_id {
-        Some(id) => app
-            .catalog
-            .get(id)
-            .ok_or_else(|| AppError::bad_input("modelId", format!("model `{id}` is no longer offered")))?,
-        None => app.catalog.default_model(),
-    };
+    let model = model_of(app, &conversation)?;
     if !viewer.may_use(&model.id) {
         return Err(AppError::Forbidden("your account may not use this conversation's model"));
     }
     let (message_id, reply_id) = (MessageId::new(), MessageId::new());
     // Registered before its start is recorded, so a cancel that comes right after the
     // start finds it here.
-    let reply = Arc::new(Reply::new(id, reply_id));
-    while !app.replies.try_insert(reply.clone()) {
-        // The reply there may have recorded its end and be about to go.
-        let Some(running) = app.replies.get(id) else { continue };
-        if conversation.status() != domain::conversation::Status::Active {
-            return Err(domain::conversation::Rejection::Busy.into());
-        }
-        let mut finished = running.finished.subscribe();
-        let gone = tokio::time::timeout(std::time::Duration::from_secs(1), finished.wait_for(|done| *done));
-        if gone.await.is_err() {
-            return Err(domain::conversation::Rejection::Busy.into());
-        }
-    }
+    let reply = register(app, &conversation, reply_id).await?;
     let send = Command::SendMessage { message_id, content, reply_id, model_id: model.id.clone() };
     let recorded = app
         .db
@@ -262,14 +373,79 @@ pub async fn send_message(
     let (message, events) = match recorded {
         Ok(recorded) => recorded,
         Err(error) => {
-            app.replies.remove(&reply);
-            reply.finished.send_replace(true);
+            unregister(app, &reply);
             return Err(error);
         }
     };
     app.bus.publish_events(conversation.owner(), events);
-    tokio::spawn(reply::run(app.clone(), reply, model.clone()));
+    tokio::spawn(reply::run(app.clone(), reply, Next::Reply { message_id: reply_id, model_id: model.id.clone() }));
     Ok(message)
+}
+
+/// Approves or rejects a tool call waiting for a decision, on behalf of someone who may
+/// write in its conversation, and carries the turn on here if that settles it. An
+/// approval the owner asks to remember also sets their policy.
+pub async fn decide_tool_call(
+    app: &Arc<App>,
+    viewer: &Viewer,
+    call_id: ToolCallId,
+    decision: Decision,
+) -> AppResult<ToolCallRow> {
+    let actor = viewer.actor();
+    let mut conn = app.db.conn().await?;
+    let call = tool_calls::find(&mut conn, call_id).await?.ok_or(AppError::NotFound("tool call"))?;
+    let conversation = match conversations::find(&mut conn, call.conversation()).await? {
+        Some(row) if domain::access::actor_can_read(actor, row.owner()) => row,
+        _ => return Err(AppError::NotFound("tool call")),
+    };
+    drop(conn);
+    let account = match &decision {
+        Decision::Approve { remembered: Some(scope) } => {
+            if conversation.owner() != viewer.user_id {
+                return Err(AppError::Forbidden("only the conversation's owner may remember an approval"));
+            }
+            let server_id = call.server().ok_or(AppError::bad_input("remember", "the tool's server is unknown"))?;
+            let tool = (scope == "tool").then(|| call.tool_name.clone());
+            Some((viewer.user_id, user::Command::SetToolPolicy { server_id, tool, policy: ToolPolicy::Allow }))
+        }
+        _ => None,
+    };
+    let model_id = model_of(app, &conversation).ok().map(|m| m.id.clone());
+    retrying(|| {
+        let next = model_id.clone().map(|model_id| NextRound { reply_id: MessageId::new(), model_id });
+        let command = Command::DecideToolCall { call_id, decision: decision.clone(), next };
+        advance(app, actor, &conversation, command, account.clone())
+    })
+    .await?;
+    let mut conn = app.db.conn().await?;
+    tool_calls::find(&mut conn, call_id).await?.ok_or(AppError::NotFound("tool call"))
+}
+
+/// Runs a command that may move a turn on (a decision on a tool call), and carries the
+/// turn on here if it does.
+async fn advance(
+    app: &Arc<App>,
+    actor: Actor,
+    conversation: &ConversationRow,
+    command: Command,
+    account: Option<(UserId, user::Command)>,
+) -> AppResult<ConversationRow> {
+    let id = conversation.conversation_id();
+    let reply = register(app, conversation, tools::lease_id(id)).await?;
+    match record_with(app, actor, id, command, None, account).await {
+        Ok((row, Some(next))) => {
+            tokio::spawn(reply::run(app.clone(), reply, next));
+            Ok(row)
+        }
+        Ok((row, None)) => {
+            unregister(app, &reply);
+            Ok(row)
+        }
+        Err(error) => {
+            unregister(app, &reply);
+            Err(error)
+        }
+    }
 }
 
 /// Closes every reply still streaming on this server as failed, keeping its text, when
@@ -289,16 +465,17 @@ pub async fn stop_all(app: &App) {
     }
 }
 
-/// Stops the reply streaming in a conversation, keeping the text it had.
+/// Stops the turn in a conversation: the reply streaming keeps the text it had; tool
+/// calls waiting or running are rejected.
 pub async fn cancel(app: &App, actor: Actor, id: ConversationId) -> AppResult<ConversationRow> {
     let mut conn = app.db.conn().await?;
-    match conversations::find(&mut conn, id).await? {
-        Some(row) if domain::access::actor_can_read(actor, row.owner()) => {}
+    let row = match conversations::find(&mut conn, id).await? {
+        Some(row) if domain::access::actor_can_read(actor, row.owner()) => row,
         _ => return Err(AppError::NotFound("conversation")),
-    }
+    };
     if let Some(reply) = app.replies.get(id) {
         drop(conn);
-        // The reply task records the cancellation; wait for it.
+        // The turn's task records the cancellation; wait for it.
         let mut finished = reply.finished.subscribe();
         reply.stop.send_replace(Some(Stop::Cancel(actor)));
         let _ = finished.wait_for(|done| *done).await;
@@ -307,27 +484,52 @@ pub async fn cancel(app: &App, actor: Actor, id: ConversationId) -> AppResult<Co
     }
     // Streaming on another server, or on one that died: cancel from the saved text.
     let Some(message) = messages::streaming(&mut conn, id).await? else {
-        return Err(domain::conversation::Rejection::NotStreaming.into());
+        drop(conn);
+        if row.status() == domain::conversation::Status::Active {
+            return Err(domain::conversation::Rejection::NotStreaming.into());
+        }
+        let reason = "cancelled before it ran".to_owned();
+        return Ok(record(app, actor, id, Command::CancelToolCalls { reason }, None).await?.0);
     };
     let partial_text = checkpoints::find(&mut conn, message.message_id()).await?.map(|c| c.text).unwrap_or_default();
     drop(conn);
-    finish(app, actor, id, message.message_id(), ReplyOutcome::Cancelled { partial_text }).await
+    finish(app, actor, id, message.message_id(), ReplyOutcome::Cancelled { partial_text }, vec![], None)
+        .await
+        .map(|r| r.0)
 }
 
-/// Records how a reply ended, forgetting its checkpoint in the same transaction.
+/// Records how a reply ended, with the tool calls it asked for, forgetting its
+/// checkpoint in the same transaction.
 async fn finish(
     app: &App,
     actor: Actor,
     id: ConversationId,
     message_id: MessageId,
     outcome: ReplyOutcome,
-) -> AppResult<ConversationRow> {
-    // A rename may commit between loading the conversation and appending: try again.
+    tool_calls: Vec<ToolRequest>,
+    next: Option<NextRound>,
+) -> AppResult<(ConversationRow, Option<Next>)> {
+    let max_rounds = app.mcp.max_rounds();
+    retrying(|| {
+        let finish = Command::FinishReply {
+            message_id,
+            outcome: outcome.clone(),
+            tool_calls: tool_calls.clone(),
+            max_rounds,
+            next: next.clone(),
+        };
+        record(app, actor, id, finish, Some(message_id))
+    })
+    .await
+}
+
+/// Runs `attempt` again when another command on the conversation committed first (a
+/// rename, or another tool call's decision).
+async fn retrying<T, F: Future<Output = AppResult<T>>>(mut attempt: impl FnMut() -> F) -> AppResult<T> {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let finish = Command::FinishReply { message_id, outcome: outcome.clone() };
-        match record(app, actor, id, finish, Some(message_id)).await {
+        match attempt().await {
             Err(AppError::Conflict { reason: "CONCURRENT_UPDATE", .. }) if attempts < 5 => continue,
             other => return other,
         }

@@ -3,15 +3,18 @@
 
 use futures_util::FutureExt;
 
-use super::finish;
+use std::sync::Arc;
+
+use super::{finish, tools};
 use crate::app::App;
 use crate::domain::Actor;
 use crate::domain::conversation::ReplyOutcome;
 use crate::error::{AppError, AppResult};
 use crate::storage::checkpoints;
 
-/// Fails every reply whose checkpoint is older than the configured staleness.
-pub async fn sweep_stale_replies(app: &App) -> AppResult<usize> {
+/// Fails every reply whose checkpoint is older than the configured staleness, and moves
+/// on turns whose tool calls were running on a server that stopped.
+pub async fn sweep_stale_replies(app: &Arc<App>) -> AppResult<usize> {
     let stale_after = chrono::Duration::from_std(app.config.llm.reply_stale_after).unwrap_or(chrono::Duration::MAX);
     let stale = {
         let mut conn = app.db.conn().await?;
@@ -19,14 +22,27 @@ pub async fn sweep_stale_replies(app: &App) -> AppResult<usize> {
     };
     let mut closed = 0;
     for checkpoint in stale {
-        if app.replies.get(checkpoint.conversation()).is_some_and(|r| r.message_id == checkpoint.message()) {
+        if app.replies.get(checkpoint.conversation()).is_some_and(|r| r.message_id() == checkpoint.message()) {
+            continue;
+        }
+        if checkpoint.message() == tools::lease_id(checkpoint.conversation()) {
+            match tools::recover(app, checkpoint.conversation()).await {
+                Ok(true) => closed += 1,
+                Ok(false) => {
+                    let lease = checkpoint.message();
+                    if let Err(error) = app.db.write(move |conn| checkpoints::delete(conn, lease).boxed()).await {
+                        tracing::warn!(%error, "could not forget a stale tool lease");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "moving on a turn whose tools were interrupted failed"),
+            }
             continue;
         }
         let outcome = ReplyOutcome::Failed {
             partial_text: checkpoint.text.clone(),
             reason: "interrupted: the server stopped while the reply was streaming".to_owned(),
         };
-        match finish(app, Actor::System, checkpoint.conversation(), checkpoint.message(), outcome).await {
+        match finish(app, Actor::System, checkpoint.conversation(), checkpoint.message(), outcome, vec![], None).await {
             Ok(_) => closed += 1,
             // Already ended or gone: the checkpoint is all that is left; forget it.
             Err(AppError::Conflict { reason: "NOT_STREAMING", .. } | AppError::NotFound(_)) => {

@@ -136,6 +136,72 @@ pub fn models(path: &Path, var: &impl Fn(&str) -> Option<String>) -> Result<Mode
     Ok(Models { openai, bedrock, default_model: file.default_model })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpFile {
+    servers: Vec<McpEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpEntry {
+    name: String,
+    url: Option<String>,
+    /// Header name to the environment variable holding its value.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+/// An MCP server the operator shares with every user.
+#[derive(Debug, Clone)]
+pub struct ConfiguredMcpServer {
+    pub name: String,
+    pub endpoint: crate::mcp::Endpoint,
+}
+
+/// Reads an MCP servers file; `var` resolves the environment variables holding headers.
+pub fn mcp_servers(
+    path: &Path,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<ConfiguredMcpServer>, ConfigError> {
+    let invalid = |e: String| ConfigError(format!("MCP_SERVERS_FILE {}: {e}", path.display()));
+    let file: McpFile = serde_yaml::from_str(&read("MCP_SERVERS_FILE", path)?).map_err(|e| invalid(e.to_string()))?;
+    let mut servers: Vec<ConfiguredMcpServer> = vec![];
+    for entry in file.servers {
+        let name = crate::domain::mcp_server::ServerName::parse(&entry.name)
+            .map_err(|e| invalid(format!("server `{}`: {e}", entry.name)))?;
+        if servers.iter().any(|s| s.name == name.as_str()) {
+            return Err(invalid(format!("two servers are named `{}`", entry.name)));
+        }
+        let endpoint = match (entry.url, entry.command) {
+            (Some(url), None) => {
+                let headers = entry
+                    .headers
+                    .into_iter()
+                    .map(|(header, variable)| {
+                        let value = var(&variable).ok_or_else(|| {
+                            invalid(format!("server `{}`: the environment variable {variable} is not set", entry.name))
+                        })?;
+                        Ok((header, SecretString::from(value)))
+                    })
+                    .collect::<Result<_, ConfigError>>()?;
+                crate::mcp::Endpoint::Http { url, headers }
+            }
+            (None, Some(command)) if entry.headers.is_empty() => {
+                crate::mcp::Endpoint::Stdio { command, args: entry.args }
+            }
+            _ => {
+                return Err(invalid(format!("server `{}` needs either `url` (and `headers`) or `command`", entry.name)));
+            }
+        };
+        servers.push(ConfiguredMcpServer { name: name.as_str().to_owned(), endpoint });
+    }
+    Ok(servers)
+}
+
 /// Reads a presets file: `key: { content, description }`, listed by key.
 pub fn presets(path: &Path) -> Result<Vec<Preset>, ConfigError> {
     let invalid = |e: String| ConfigError(format!("LITESKILL_PRESETS_FILE {}: {e}", path.display()));

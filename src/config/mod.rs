@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
 
-pub use files::{ModelSpec, Preset};
+pub use files::{ConfiguredMcpServer, ModelSpec, Preset};
 
 /// Development generates missing secrets; production refuses to start without them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,21 @@ pub struct LlmConfig {
     pub reply_stale_after: Duration,
 }
 
+/// Tools on MCP servers.
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    /// Lets users register servers on loopback, private and link-local addresses.
+    pub allow_private_networks: bool,
+    /// Connecting and listing tools.
+    pub connect_timeout: Duration,
+    /// One tool call.
+    pub call_timeout: Duration,
+    /// Tool rounds one turn may take before the model must answer.
+    pub max_rounds: u32,
+    /// Servers every user may use, from `MCP_SERVERS_FILE`.
+    pub servers: Vec<ConfiguredMcpServer>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -91,6 +106,7 @@ pub struct Config {
     pub graphql: GraphqlLimits,
     pub max_body_bytes: usize,
     pub llm: LlmConfig,
+    pub mcp: McpConfig,
     /// Secrets that were missing and generated for this run (development only).
     pub generated_secrets: Vec<&'static str>,
 }
@@ -191,6 +207,16 @@ impl Config {
                 demo_token_delay: Duration::from_millis(parse(&var, "LITESKILL_DEMO_DELAY_MS", 30)?),
                 first_token_timeout: Duration::from_secs(parse(&var, "LLM_FIRST_TOKEN_TIMEOUT_SECS", 60)?),
                 reply_stale_after: Duration::from_secs(parse(&var, "REPLY_STALE_SECS", 30)?),
+            },
+            mcp: McpConfig {
+                allow_private_networks: parse(&var, "MCP_ALLOW_PRIVATE_NETWORKS", false)?,
+                connect_timeout: Duration::from_secs(parse(&var, "MCP_TIMEOUT_SECS", 15)?),
+                call_timeout: Duration::from_secs(parse(&var, "TOOL_CALL_TIMEOUT_SECS", 60)?),
+                max_rounds: parse(&var, "TOOL_MAX_ROUNDS", 8)?,
+                servers: match var("MCP_SERVERS_FILE") {
+                    Some(path) => files::mcp_servers(path.as_ref(), &var)?,
+                    None => vec![],
+                },
             },
             generated_secrets,
         })

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{MessageId, UserId};
+use super::ids::{McpServerId, MessageId, ToolCallId, UserId};
 use super::values::{MessageContent, ModelId, Sampling, SystemPrompt, Title};
 use super::{Actor, Aggregate, DomainEvent, access};
 
@@ -63,11 +63,71 @@ pub enum Command {
         reply_id: MessageId,
         model_id: String,
     },
-    /// Ends the reply being streamed.
+    /// Ends the reply being streamed, with the tool calls the model asked for in it.
     FinishReply {
         message_id: MessageId,
         outcome: ReplyOutcome,
+        tool_calls: Vec<ToolRequest>,
+        /// Tool rounds a turn may have; calls beyond are refused and the turn ends.
+        max_rounds: u32,
+        next: Option<NextRound>,
     },
+    /// A person approves or rejects a call waiting for a decision.
+    DecideToolCall {
+        call_id: ToolCallId,
+        decision: Decision,
+        next: Option<NextRound>,
+    },
+    /// Records what an approved call returned.
+    CompleteToolCall {
+        call_id: ToolCallId,
+        output: ToolOutcome,
+        next: Option<NextRound>,
+    },
+    /// Rejects every call not yet settled (waiting, or approved and maybe running),
+    /// ending the turn.
+    CancelToolCalls {
+        reason: String,
+    },
+}
+
+/// The reply that continues a turn once its tool calls are settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextRound {
+    pub reply_id: MessageId,
+    pub model_id: String,
+}
+
+/// A tool call the model asked for, with what the user's policy decided (`None`: ask).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolRequest {
+    pub call_id: ToolCallId,
+    pub provider_call_id: String,
+    /// `None` when the model named a tool no server offers.
+    pub server_id: Option<McpServerId>,
+    pub server_name: Option<String>,
+    pub tool_name: String,
+    pub arguments: serde_json::Value,
+    pub decision: Option<Decision>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// `remembered`: the policy the approval also set (`tool` or `server`).
+    Approve {
+        remembered: Option<String>,
+    },
+    Reject {
+        reason: String,
+    },
+}
+
+/// What a tool call returned, or the error the model is told instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolOutcome {
+    pub result: String,
+    pub is_error: bool,
+    pub duration_ms: i64,
 }
 
 /// How a streamed reply ended.
@@ -139,6 +199,37 @@ pub enum Event {
         message_id: MessageId,
         partial_text: String,
     },
+    /// The model asked, in reply `message_id`, for a tool call. `status` is the
+    /// conversation's after this event, here and in the tool events below.
+    ToolCallRequested {
+        call_id: ToolCallId,
+        message_id: MessageId,
+        provider_call_id: String,
+        server_id: Option<McpServerId>,
+        server_name: Option<String>,
+        tool_name: String,
+        arguments: serde_json::Value,
+        status: Status,
+    },
+    /// `by_policy`: the user's policy decided, not a person just now.
+    ToolCallApproved {
+        call_id: ToolCallId,
+        by_policy: bool,
+        remembered: Option<String>,
+        status: Status,
+    },
+    ToolCallRejected {
+        call_id: ToolCallId,
+        by_policy: bool,
+        reason: String,
+        status: Status,
+    },
+    ToolCallCompleted {
+        call_id: ToolCallId,
+        #[serde(flatten)]
+        outcome: ToolOutcome,
+        status: Status,
+    },
 }
 
 impl DomainEvent for Event {}
@@ -157,6 +248,26 @@ pub enum Rejection {
     Busy,
     #[error("no answer is streaming in this conversation")]
     NotStreaming,
+    #[error("tool call not found")]
+    NoSuchCall,
+    #[error("this tool call is not waiting for that")]
+    CallSettled,
+}
+
+/// Where a tool call of the current turn is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Phase {
+    Waiting,
+    Approved,
+    Settled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Call {
+    id: ToolCallId,
+    phase: Phase,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +279,101 @@ struct State {
     message_count: i64,
     /// The assistant message being streamed, while the status is `streaming`.
     streaming: Option<MessageId>,
+    /// The tool calls of the turn's last round.
+    #[serde(default)]
+    calls: Vec<Call>,
+    /// Tool rounds so far in the current turn.
+    #[serde(default)]
+    rounds: u32,
+}
+
+impl State {
+    /// The status the calls leave the conversation in, no reply streaming.
+    fn status_of_calls(&self) -> Status {
+        if self.calls.iter().any(|c| c.phase == Phase::Waiting) {
+            Status::AwaitingApproval
+        } else if self.calls.iter().any(|c| c.phase == Phase::Approved) {
+            Status::Streaming
+        } else {
+            Status::Active
+        }
+    }
+
+    fn set_phase(&mut self, call: ToolCallId, phase: Phase) {
+        if let Some(c) = self.calls.iter_mut().find(|c| c.id == call) {
+            c.phase = phase;
+        }
+    }
+
+    fn phase(&self, call: ToolCallId) -> Option<Phase> {
+        self.calls.iter().find(|c| c.id == call).map(|c| c.phase)
+    }
+}
+
+/// Records tool events in order, tracking the status each leaves behind, and starts
+/// the next round when the last call settles.
+struct ToolEvents {
+    state: State,
+    events: Vec<Event>,
+}
+
+impl ToolEvents {
+    fn new(state: State, events: Vec<Event>) -> ToolEvents {
+        ToolEvents { state, events }
+    }
+
+    fn request(&mut self, message_id: MessageId, request: ToolRequest) {
+        let ToolRequest { call_id, provider_call_id, server_id, server_name, tool_name, arguments, decision } = request;
+        self.state.calls.push(Call { id: call_id, phase: Phase::Waiting });
+        let status = self.state.status_of_calls();
+        self.events.push(Event::ToolCallRequested {
+            call_id,
+            message_id,
+            provider_call_id,
+            server_id,
+            server_name,
+            tool_name,
+            arguments,
+            status,
+        });
+        if let Some(decision) = decision {
+            self.decide(call_id, decision, true);
+        }
+    }
+
+    fn decide(&mut self, call_id: ToolCallId, decision: Decision, by_policy: bool) {
+        match decision {
+            Decision::Approve { remembered } => {
+                self.state.set_phase(call_id, Phase::Approved);
+                let status = self.state.status_of_calls();
+                self.events.push(Event::ToolCallApproved { call_id, by_policy, remembered, status });
+            }
+            Decision::Reject { reason } => {
+                self.state.set_phase(call_id, Phase::Settled);
+                let status = self.state.status_of_calls();
+                self.events.push(Event::ToolCallRejected { call_id, by_policy, reason, status });
+            }
+        }
+    }
+
+    fn complete(&mut self, call_id: ToolCallId, outcome: ToolOutcome) {
+        self.state.set_phase(call_id, Phase::Settled);
+        let status = self.state.status_of_calls();
+        self.events.push(Event::ToolCallCompleted { call_id, outcome, status });
+    }
+
+    /// The events, with the start of the next reply if every call has settled.
+    fn finish(mut self, next: Option<NextRound>) -> Vec<Event> {
+        let settled = !self.state.calls.is_empty() && self.state.calls.iter().all(|c| c.phase == Phase::Settled);
+        if let (true, Some(NextRound { reply_id, model_id })) = (settled, next) {
+            self.events.push(Event::AssistantMessageStarted {
+                message_id: reply_id,
+                seq: self.state.message_count + 1,
+                model_id,
+            });
+        }
+        self.events
+    }
 }
 
 /// A conversation as far as deciding commands needs it.
@@ -260,19 +466,62 @@ impl Aggregate for Conversation {
                 Status::Archived => Err(Rejection::Archived),
                 Status::Streaming | Status::AwaitingApproval => Err(Rejection::Busy),
             },
-            Command::FinishReply { message_id, outcome } => {
+            Command::FinishReply { message_id, outcome, tool_calls, max_rounds, next } => {
                 if state.streaming != Some(message_id) {
                     return Err(Rejection::NotStreaming);
                 }
-                Ok(vec![match outcome {
+                let ended = match outcome {
                     ReplyOutcome::Completed(completion) => Event::AssistantMessageCompleted { message_id, completion },
                     ReplyOutcome::Failed { partial_text, reason } => {
-                        Event::AssistantMessageFailed { message_id, partial_text, reason }
+                        return Ok(vec![Event::AssistantMessageFailed { message_id, partial_text, reason }]);
                     }
                     ReplyOutcome::Cancelled { partial_text } => {
-                        Event::AssistantMessageCancelled { message_id, partial_text }
+                        return Ok(vec![Event::AssistantMessageCancelled { message_id, partial_text }]);
                     }
-                }])
+                };
+                let after = State { status: Status::Active, streaming: None, calls: vec![], ..state.clone() };
+                let over_limit = state.rounds >= max_rounds;
+                let mut tools = ToolEvents::new(after, vec![ended]);
+                for mut request in tool_calls {
+                    if over_limit {
+                        let reason = format!("this turn reached its limit of {max_rounds} tool rounds");
+                        request.decision = Some(Decision::Reject { reason });
+                    }
+                    tools.request(message_id, request);
+                }
+                Ok(tools.finish(if over_limit { None } else { next }))
+            }
+            Command::DecideToolCall { call_id, decision, next } => {
+                match state.phase(call_id) {
+                    None => return Err(Rejection::NoSuchCall),
+                    Some(Phase::Waiting) => {}
+                    Some(_) => return Err(Rejection::CallSettled),
+                }
+                let mut tools = ToolEvents::new(state.clone(), vec![]);
+                tools.decide(call_id, decision, false);
+                Ok(tools.finish(next))
+            }
+            Command::CompleteToolCall { call_id, output, next } => {
+                match state.phase(call_id) {
+                    None => return Err(Rejection::NoSuchCall),
+                    Some(Phase::Approved) => {}
+                    Some(_) => return Err(Rejection::CallSettled),
+                }
+                let mut tools = ToolEvents::new(state.clone(), vec![]);
+                tools.complete(call_id, output);
+                Ok(tools.finish(next))
+            }
+            Command::CancelToolCalls { reason } => {
+                let open: Vec<ToolCallId> =
+                    state.calls.iter().filter(|c| c.phase != Phase::Settled).map(|c| c.id).collect();
+                if open.is_empty() || state.streaming.is_some() {
+                    return Err(Rejection::NotStreaming);
+                }
+                let mut tools = ToolEvents::new(state.clone(), vec![]);
+                for call_id in open {
+                    tools.decide(call_id, Decision::Reject { reason: reason.clone() }, false);
+                }
+                Ok(tools.finish(None))
             }
         }
     }
@@ -285,22 +534,47 @@ impl Aggregate for Conversation {
                 status: Status::Active,
                 message_count: 0,
                 streaming: None,
+                calls: vec![],
+                rounds: 0,
             },
             (None, _) => return Conversation { state: None },
             (Some(state), Event::ConversationRenamed { title }) => State { title: title.clone(), ..state },
             (Some(state), Event::ConversationArchived {}) => State { status: Status::Archived, ..state },
             (Some(state), Event::ConversationUnarchived {}) => State { status: Status::Active, ..state },
             (Some(state), Event::ConversationSettingsChanged { .. }) => state,
-            (Some(state), Event::UserMessageAdded { seq, .. }) => State { message_count: *seq, ..state },
-            (Some(state), Event::AssistantMessageStarted { message_id, seq, .. }) => {
-                State { message_count: *seq, status: Status::Streaming, streaming: Some(*message_id), ..state }
+            (Some(state), Event::UserMessageAdded { seq, .. }) => {
+                State { message_count: *seq, rounds: 0, calls: vec![], ..state }
             }
+            (Some(state), Event::AssistantMessageStarted { message_id, seq, .. }) => State {
+                message_count: *seq,
+                status: Status::Streaming,
+                streaming: Some(*message_id),
+                // A reply that follows tool calls is one more round of the same turn.
+                rounds: state.rounds + u32::from(!state.calls.is_empty()),
+                calls: vec![],
+                ..state
+            },
             (
                 Some(state),
                 Event::AssistantMessageCompleted { .. }
                 | Event::AssistantMessageFailed { .. }
                 | Event::AssistantMessageCancelled { .. },
             ) => State { status: Status::Active, streaming: None, ..state },
+            (Some(mut state), Event::ToolCallRequested { call_id, status, .. }) => {
+                state.calls.push(Call { id: *call_id, phase: Phase::Waiting });
+                State { status: *status, ..state }
+            }
+            (Some(mut state), Event::ToolCallApproved { call_id, status, .. }) => {
+                state.set_phase(*call_id, Phase::Approved);
+                State { status: *status, ..state }
+            }
+            (
+                Some(mut state),
+                Event::ToolCallRejected { call_id, status, .. } | Event::ToolCallCompleted { call_id, status, .. },
+            ) => {
+                state.set_phase(*call_id, Phase::Settled);
+                State { status: *status, ..state }
+            }
         };
         Conversation { state: Some(state) }
     }
@@ -336,7 +610,13 @@ mod tests {
     }
 
     fn finish(message_id: MessageId) -> Command {
-        Command::FinishReply { message_id, outcome: ReplyOutcome::Cancelled { partial_text: "par".into() } }
+        Command::FinishReply {
+            message_id,
+            outcome: ReplyOutcome::Cancelled { partial_text: "par".into() },
+            tool_calls: vec![],
+            max_rounds: 3,
+            next: None,
+        }
     }
 
     fn title(text: &str) -> Title {
@@ -457,6 +737,125 @@ mod tests {
             conversation.decide(Actor::User(owner), Command::Rename { title: title("Trips") }),
             Ok(vec![Event::ConversationRenamed { title: "Trips".into() }])
         );
+    }
+
+    fn completed() -> ReplyOutcome {
+        ReplyOutcome::Completed(Completion {
+            text: String::new(),
+            stop_reason: "tool_use".into(),
+            input_tokens: None,
+            output_tokens: None,
+            time_to_first_token_ms: None,
+            duration_ms: 1,
+        })
+    }
+
+    fn request(decision: Option<Decision>) -> ToolRequest {
+        ToolRequest {
+            call_id: ToolCallId::new(),
+            provider_call_id: "call_1".into(),
+            server_id: Some(McpServerId::new()),
+            server_name: Some("files".into()),
+            tool_name: "read".into(),
+            arguments: serde_json::json!({}),
+            decision,
+        }
+    }
+
+    fn next() -> Option<NextRound> {
+        Some(NextRound { reply_id: MessageId::new(), model_id: "demo".into() })
+    }
+
+    fn apply(conversation: Conversation, events: &[Event]) -> Conversation {
+        events.iter().fold(conversation, Conversation::evolve)
+    }
+
+    #[test]
+    fn tool_calls_wait_for_approval_run_and_then_the_turn_continues() {
+        let owner = UserId::new();
+        let actor = Actor::User(owner);
+        let conversation = given(&[created(owner)]);
+        let events = conversation.decide(actor, message("list files")).expect("sent");
+        let conversation = apply(conversation, &events);
+        let reply = conversation.streaming().expect("streaming");
+        let (ask, allow) = (request(None), request(Some(Decision::Approve { remembered: None })));
+        let (ask_id, allow_id) = (ask.call_id, allow.call_id);
+        let finish = Command::FinishReply {
+            message_id: reply,
+            outcome: completed(),
+            tool_calls: vec![ask, allow],
+            max_rounds: 2,
+            next: next(),
+        };
+        let events = conversation.decide(actor, finish).expect("finished");
+        assert_eq!(events.len(), 4, "completed, two requests, one approval by policy: {events:?}");
+        let conversation = apply(conversation, &events);
+        assert_eq!(conversation.status(), Some(Status::AwaitingApproval));
+        assert_eq!(conversation.decide(actor, message("more")), Err(Rejection::Busy));
+
+        let approve = |id| Command::DecideToolCall {
+            call_id: id,
+            decision: Decision::Approve { remembered: None },
+            next: next(),
+        };
+        assert_eq!(conversation.decide(actor, approve(allow_id)), Err(Rejection::CallSettled));
+        assert_eq!(conversation.decide(actor, approve(ToolCallId::new())), Err(Rejection::NoSuchCall));
+        let conversation = apply(conversation.clone(), &conversation.decide(actor, approve(ask_id)).expect("approved"));
+        assert_eq!(conversation.status(), Some(Status::Streaming), "the approved calls run");
+
+        let output = || ToolOutcome { result: "a.txt".into(), is_error: false, duration_ms: 3 };
+        let complete = |id| Command::CompleteToolCall { call_id: id, output: output(), next: next() };
+        let events = conversation.decide(actor, complete(ask_id)).expect("completed");
+        assert_eq!(events.len(), 1, "one call still runs");
+        let conversation = apply(conversation, &events);
+        let events = conversation.decide(actor, complete(allow_id)).expect("completed");
+        assert!(matches!(events.last(), Some(Event::AssistantMessageStarted { seq: 3, .. })), "{events:?}");
+        let conversation = apply(conversation, &events);
+        assert_eq!(conversation.status(), Some(Status::Streaming));
+        assert_eq!(conversation.decide(actor, complete(allow_id)), Err(Rejection::NoSuchCall));
+    }
+
+    #[test]
+    fn calls_beyond_the_round_limit_are_refused_and_the_turn_ends() {
+        let owner = UserId::new();
+        let actor = Actor::User(owner);
+        let conversation = given(&[created(owner)]);
+        let conversation = apply(conversation.clone(), &conversation.decide(actor, message("go")).expect("sent"));
+        let reply = conversation.streaming().expect("streaming");
+        let finish = Command::FinishReply {
+            message_id: reply,
+            outcome: completed(),
+            tool_calls: vec![request(None)],
+            max_rounds: 0,
+            next: next(),
+        };
+        let events = conversation.decide(actor, finish).expect("finished");
+        assert!(
+            matches!(&events[2], Event::ToolCallRejected { by_policy: true, status: Status::Active, .. }),
+            "{events:?}"
+        );
+        assert_eq!(apply(conversation, &events).status(), Some(Status::Active));
+    }
+
+    #[test]
+    fn waiting_calls_can_all_be_rejected() {
+        let owner = UserId::new();
+        let actor = Actor::User(owner);
+        let conversation = given(&[created(owner)]);
+        let conversation = apply(conversation.clone(), &conversation.decide(actor, message("go")).expect("sent"));
+        let reply = conversation.streaming().expect("streaming");
+        let finish = Command::FinishReply {
+            message_id: reply,
+            outcome: completed(),
+            tool_calls: vec![request(None), request(None)],
+            max_rounds: 5,
+            next: next(),
+        };
+        let conversation = apply(conversation.clone(), &conversation.decide(actor, finish).expect("finished"));
+        let events =
+            conversation.decide(actor, Command::CancelToolCalls { reason: "cancelled".into() }).expect("rejected");
+        assert_eq!(events.len(), 2);
+        assert_eq!(apply(conversation, &events).status(), Some(Status::Active));
     }
 
     #[test]

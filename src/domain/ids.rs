@@ -67,6 +67,18 @@ id_type!(
     /// A login session.
     SessionId
 );
+id_type!(
+    /// An MCP server a user registered, or one the operator configured.
+    McpServerId
+);
+id_type!(
+    /// A call of a tool the model asked for.
+    ToolCallId
+);
+id_type!(
+    /// A sealed credential in the `secrets` table.
+    SecretId
+);
 
 #[cfg(test)]
 mod tests {

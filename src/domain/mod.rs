@@ -5,6 +5,7 @@
 pub mod access;
 pub mod conversation;
 pub mod ids;
+pub mod mcp_server;
 pub mod user;
 pub mod values;
 
@@ -54,6 +55,7 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync + Clone + std:
 pub enum Event {
     Conversation(conversation::Event),
     User(user::Event),
+    McpServer(mcp_server::Event),
 }
 
 /// The current time, truncated to the microsecond precision both databases store.
@@ -121,7 +123,11 @@ impl Event {
             Err(DecodeError::UnknownType(_)) => {}
             other => return other.map(Event::Conversation),
         }
-        decode_as(event_type, event_version, payload).map(Event::User)
+        match decode_as(event_type, event_version, payload) {
+            Err(DecodeError::UnknownType(_)) => {}
+            other => return other.map(Event::User),
+        }
+        decode_as(event_type, event_version, payload).map(Event::McpServer)
     }
 }
 
@@ -140,6 +146,7 @@ mod tests {
             let encoded = match &event {
                 Event::Conversation(e) => encode(e),
                 Event::User(e) => encode(e),
+                Event::McpServer(e) => encode(e),
             };
             let decoded = Event::decode(&encoded.event_type, encoded.event_version, &encoded.payload);
             assert_eq!(decoded.ok(), Some(event), "{encoded:?}");

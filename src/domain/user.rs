@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::McpServerId;
+use super::mcp_server::ToolPolicy;
 use super::values::{DisplayName, Email, ModelMask};
 use super::{Actor, Aggregate, DomainEvent};
 
@@ -30,7 +32,7 @@ impl Role {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Command {
     Register {
         email: Email,
@@ -47,6 +49,12 @@ pub enum Command {
     SetModelMask {
         mask: Option<ModelMask>,
     },
+    /// The user's own policy for a server's tools (`tool: None`) or for one tool.
+    SetToolPolicy {
+        server_id: McpServerId,
+        tool: Option<String>,
+        policy: ToolPolicy,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +66,7 @@ pub enum Event {
     UserDisabled {},
     UserEnabled {},
     UserModelMaskChanged { mask: Option<String> },
+    ToolPolicyChanged { server_id: McpServerId, tool: Option<String>, policy: ToolPolicy },
 }
 
 impl DomainEvent for Event {}
@@ -114,6 +123,10 @@ impl Aggregate for User {
                 let mask = mask.map(|m| m.as_str().to_owned());
                 Ok(if state.model_mask == mask { vec![] } else { vec![Event::UserModelMaskChanged { mask }] })
             }
+            // Everyone sets their own; the caller addresses the actor's own stream.
+            Command::SetToolPolicy { server_id, tool, policy } => {
+                Ok(vec![Event::ToolPolicyChanged { server_id, tool, policy }])
+            }
             Command::SetRole { .. }
             | Command::ChangePassword
             | Command::Disable
@@ -131,6 +144,7 @@ impl Aggregate for User {
             (Some(state), Event::UserDisabled {}) => State { disabled: true, ..state },
             (Some(state), Event::UserEnabled {}) => State { disabled: false, ..state },
             (Some(state), Event::UserModelMaskChanged { mask }) => State { model_mask: mask.clone(), ..state },
+            (Some(state), Event::ToolPolicyChanged { .. }) => state,
         };
         User { state: Some(state) }
     }

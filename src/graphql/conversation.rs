@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::account::User;
 use super::pagination::{decode_cursor, encode_cursor, page, page_size, position_after, position_cursor};
+use super::tools::ToolCall;
 use super::{ApiResult, ContextExt, parse_id};
 use crate::auth::Viewer;
 use crate::chat;
@@ -22,6 +23,7 @@ use crate::storage::DbConn;
 use crate::storage::event_store;
 use crate::storage::projections::conversations::{self, ConversationRow, ListKey};
 use crate::storage::projections::messages::{self, MessageRow};
+use crate::storage::projections::tool_calls;
 use crate::storage::projections::users;
 
 const DEFAULT_TITLE: &str = "New conversation";
@@ -213,6 +215,16 @@ impl Message {
 
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at.0
+    }
+
+    /// The tool calls a reply asked for, in order.
+    async fn tool_calls(&self, ctx: &Context<'_>) -> ApiResult<Vec<ToolCall>> {
+        if self.0.role != "assistant" {
+            return Ok(vec![]);
+        }
+        let mut conn = ctx.app().db.conn().await?;
+        let calls = tool_calls::of_messages(&mut conn, &[self.0.message_id()]).await?;
+        Ok(calls.into_iter().map(ToolCall).collect())
     }
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod live;
 pub mod model;
 pub mod pagination;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -21,10 +22,15 @@ use crate::error::AppError;
 pub use error::{ApiError, ApiResult};
 
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery, conversation::ConversationQuery, model::ModelQuery);
+pub struct Query(account::AccountQuery, conversation::ConversationQuery, model::ModelQuery, tools::ToolsQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation, conversation::ConversationMutation, admin::AdminMutation);
+pub struct Mutation(
+    account::AccountMutation,
+    conversation::ConversationMutation,
+    admin::AdminMutation,
+    tools::ToolsMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(live::LiveSubscription);

@@ -6,15 +6,17 @@ use aws_sdk_bedrockruntime::config::Token;
 use aws_sdk_bedrockruntime::config::http::HttpResponse;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ContentBlockDelta, ConversationRole, ConverseStreamOutput, InferenceConfiguration, Message,
-    SystemContentBlock,
+    ContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole, ConverseStreamOutput, InferenceConfiguration,
+    Message, SystemContentBlock, Tool, ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock,
+    ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_runtime_api::client::auth::http::HTTP_BEARER_AUTH_SCHEME_ID;
+use aws_smithy_types::{Document, Number};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use secrecy::ExposeSecret;
 
-use super::{ChatRequest, LlmError, Provider, Speaker, StreamEvent, TokenStream};
+use super::{ChatRequest, LlmError, Provider, Speaker, StreamEvent, TokenStream, ToolUse};
 use crate::config::BedrockSettings;
 
 pub struct Bedrock {
@@ -84,6 +86,27 @@ where
     LlmError::Status { status, body: describe(&error) }
 }
 
+/// JSON as the SDK's document type.
+fn document(value: &serde_json::Value) -> Document {
+    use serde_json::Value;
+    match value {
+        Value::Null => Document::Null,
+        Value::Bool(b) => Document::Bool(*b),
+        Value::Number(n) => Document::Number(match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Number::PosInt(u),
+            (None, Some(i)) => Number::NegInt(i),
+            _ => Number::Float(n.as_f64().unwrap_or_default()),
+        }),
+        Value::String(s) => Document::String(s.clone()),
+        Value::Array(items) => Document::Array(items.iter().map(document).collect()),
+        Value::Object(map) => Document::Object(map.iter().map(|(k, v)| (k.clone(), document(v))).collect()),
+    }
+}
+
+fn malformed(error: impl std::fmt::Display) -> LlmError {
+    LlmError::Malformed(error.to_string())
+}
+
 fn messages(request: &ChatRequest) -> Result<Vec<Message>, LlmError> {
     request
         .messages
@@ -93,13 +116,48 @@ fn messages(request: &ChatRequest) -> Result<Vec<Message>, LlmError> {
                 Speaker::User => ConversationRole::User,
                 Speaker::Assistant => ConversationRole::Assistant,
             };
-            Message::builder()
-                .role(role)
-                .content(ContentBlock::Text(m.content.clone()))
-                .build()
-                .map_err(|e| LlmError::Malformed(e.to_string()))
+            let mut message = Message::builder().role(role);
+            for result in &m.tool_results {
+                let block = ToolResultBlock::builder()
+                    .tool_use_id(&result.id)
+                    .content(ToolResultContentBlock::Text(result.content.clone()))
+                    .status(if result.is_error { ToolResultStatus::Error } else { ToolResultStatus::Success })
+                    .build()
+                    .map_err(malformed)?;
+                message = message.content(ContentBlock::ToolResult(block));
+            }
+            if !m.content.is_empty() {
+                message = message.content(ContentBlock::Text(m.content.clone()));
+            }
+            for call in &m.tool_uses {
+                let block = ToolUseBlock::builder()
+                    .tool_use_id(&call.id)
+                    .name(&call.name)
+                    .input(document(&call.arguments))
+                    .build()
+                    .map_err(malformed)?;
+                message = message.content(ContentBlock::ToolUse(block));
+            }
+            message.build().map_err(malformed)
         })
         .collect()
+}
+
+fn tool_config(request: &ChatRequest) -> Result<Option<ToolConfiguration>, LlmError> {
+    if request.tools.is_empty() {
+        return Ok(None);
+    }
+    let mut config = ToolConfiguration::builder();
+    for tool in &request.tools {
+        let spec = ToolSpecification::builder()
+            .name(&tool.name)
+            .set_description(tool.description.clone())
+            .input_schema(ToolInputSchema::Json(document(&tool.input_schema)))
+            .build()
+            .map_err(malformed)?;
+        config = config.tools(Tool::ToolSpec(spec));
+    }
+    config.build().map(Some).map_err(malformed)
 }
 
 impl Provider for Bedrock {
@@ -110,6 +168,7 @@ impl Provider for Bedrock {
             if let Some(system) = &request.system {
                 call = call.system(SystemContentBlock::Text(system.clone()));
             }
+            call = call.set_tool_config(tool_config(&request)?);
             if request.temperature.is_some() || request.max_tokens.is_some() {
                 let max_tokens = request.max_tokens.and_then(|n| i32::try_from(n).ok());
                 let config = InferenceConfiguration::builder()
@@ -123,11 +182,30 @@ impl Provider for Bedrock {
                 let mut stream = output.stream;
                 let mut stop_reason = None;
                 let mut usage = (None, None);
+                // The tool call being received: id, name, arguments so far.
+                let mut call: Option<(String, String, String)> = None;
                 loop {
                     match stream.recv().await.map_err(stream_error)? {
-                        Some(ConverseStreamOutput::ContentBlockDelta(event)) => {
-                            if let Some(ContentBlockDelta::Text(text)) = event.delta {
-                                yield StreamEvent::Text(text);
+                        Some(ConverseStreamOutput::ContentBlockStart(event)) => {
+                            if let Some(ContentBlockStart::ToolUse(start)) = event.start {
+                                call = Some((start.tool_use_id, start.name, String::new()));
+                            }
+                        }
+                        Some(ConverseStreamOutput::ContentBlockDelta(event)) => match event.delta {
+                            Some(ContentBlockDelta::Text(text)) => yield StreamEvent::Text(text),
+                            Some(ContentBlockDelta::ToolUse(delta)) => {
+                                if let Some((_, _, arguments)) = call.as_mut() {
+                                    arguments.push_str(&delta.input);
+                                }
+                            }
+                            _ => {}
+                        },
+                        Some(ConverseStreamOutput::ContentBlockStop(_)) => {
+                            if let Some((id, name, arguments)) = call.take() {
+                                let arguments = if arguments.trim().is_empty() { "{}" } else { arguments.as_str() };
+                                let arguments = serde_json::from_str(arguments)
+                                    .map_err(|e| malformed(format!("arguments of tool call `{name}`: {e}")))?;
+                                yield StreamEvent::ToolUse(ToolUse { id, name, arguments });
                             }
                         }
                         Some(ConverseStreamOutput::MessageStop(event)) => {

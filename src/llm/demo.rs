@@ -73,9 +73,10 @@ mod tests {
         let request = ChatRequest {
             model: "demo".into(),
             system: None,
-            messages: vec![ChatMessage { speaker: Speaker::User, content: "hello there".into() }],
+            messages: vec![ChatMessage { speaker: Speaker::User, content: "hello there".into(), ..Default::default() }],
             temperature: None,
             max_tokens: None,
+            tools: vec![],
         };
         let events: Vec<_> = model.provider.stream(request).await.expect("stream").collect().await;
         let text: String = events

@@ -15,16 +15,47 @@ use anyhow::Context;
 use crate::config::{LlmConfig, ModelSpec, Preset};
 
 /// Who said a message in the context sent to a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Speaker {
+    #[default]
     User,
     Assistant,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A message of the context: its text, and the tool calls (assistant) or tool results
+/// (user) it carries.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChatMessage {
     pub speaker: Speaker,
     pub content: String,
+    pub tool_uses: Vec<ToolUse>,
+    pub tool_results: Vec<ToolResult>,
+}
+
+/// A tool call the model asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolUse {
+    /// The provider's id for the call, which its result must quote.
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
+}
+
+/// What a tool call returned, as sent back to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolResult {
+    pub id: String,
+    pub content: String,
+    pub is_error: bool,
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of its arguments.
+    pub input_schema: serde_json::Value,
 }
 
 /// Everything a provider needs for one completion.
@@ -36,13 +67,20 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    pub tools: Vec<ToolSpec>,
 }
 
 /// What a streaming completion yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     Text(String),
-    Finished { stop_reason: String, input_tokens: Option<i64>, output_tokens: Option<i64> },
+    /// A whole tool call, once its arguments have all arrived.
+    ToolUse(ToolUse),
+    Finished {
+        stop_reason: String,
+        input_tokens: Option<i64>,
+        output_tokens: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -6,7 +6,7 @@ use futures_util::{FutureExt, StreamExt};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::{ChatRequest, LlmError, Provider, Speaker, StreamEvent, TokenStream};
+use super::{ChatRequest, LlmError, Provider, Speaker, StreamEvent, TokenStream, ToolUse};
 use crate::config::OpenAiEndpoint;
 
 pub struct OpenAi {
@@ -51,13 +51,39 @@ fn body(request: &ChatRequest) -> Value {
     if let Some(system) = &request.system {
         messages.push(json!({ "role": "system", "content": system }));
     }
-    messages.extend(request.messages.iter().map(|m| {
-        let role = match m.speaker {
-            Speaker::User => "user",
-            Speaker::Assistant => "assistant",
-        };
-        json!({ "role": role, "content": m.content })
-    }));
+    for m in &request.messages {
+        match m.speaker {
+            Speaker::User => {
+                // Results answer the calls of the message before, one `tool` message each.
+                messages.extend(
+                    m.tool_results
+                        .iter()
+                        .map(|r| json!({ "role": "tool", "tool_call_id": r.id, "content": r.content })),
+                );
+                if !m.content.is_empty() {
+                    messages.push(json!({ "role": "user", "content": m.content }));
+                }
+            }
+            Speaker::Assistant if m.tool_uses.is_empty() => {
+                messages.push(json!({ "role": "assistant", "content": m.content }));
+            }
+            Speaker::Assistant => {
+                let calls: Vec<Value> = m
+                    .tool_uses
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "id": t.id,
+                            "type": "function",
+                            "function": { "name": t.name, "arguments": t.arguments.to_string() },
+                        })
+                    })
+                    .collect();
+                let content = if m.content.is_empty() { Value::Null } else { json!(m.content) };
+                messages.push(json!({ "role": "assistant", "content": content, "tool_calls": calls }));
+            }
+        }
+    }
     let mut body = json!({
         "model": request.model,
         "messages": messages,
@@ -69,6 +95,19 @@ fn body(request: &ChatRequest) -> Value {
     }
     if let Some(max_tokens) = request.max_tokens {
         body["max_tokens"] = json!(max_tokens);
+    }
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": "function",
+                    "function": { "name": t.name, "description": t.description, "parameters": t.input_schema },
+                })
+            })
+            .collect();
+        body["tools"] = json!(tools);
     }
     body
 }
@@ -101,7 +140,12 @@ fn events(
             let Some(received) = bytes.next().await else {
                 // Closed without `[DONE]`: complete only if the model said it had finished.
                 match chunks.finish() {
-                    Some(finished) => { yield finished; }
+                    Some(finished) => {
+                        for call in chunks.tool_uses()? {
+                            yield StreamEvent::ToolUse(call);
+                        }
+                        yield finished;
+                    }
                     None => Err(LlmError::Transport("the connection closed in the middle of the reply".into()))?,
                 }
                 break;
@@ -121,6 +165,9 @@ fn events(
                 }
             }
             if done {
+                for call in chunks.tool_uses()? {
+                    yield StreamEvent::ToolUse(call);
+                }
                 yield chunks.finish().unwrap_or(StreamEvent::Finished {
                     stop_reason: "stop".into(), input_tokens: None, output_tokens: None,
                 });
@@ -139,12 +186,15 @@ enum Line {
     Nothing,
 }
 
-/// What the stream has said so far besides text: why it stopped and what it used.
+/// What the stream has said so far besides text: why it stopped, what it used, and the
+/// tool calls it is assembling (their arguments arrive in pieces).
 #[derive(Default)]
 struct ChunkReader {
     stop_reason: Option<String>,
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
+    /// By index: id, name, arguments so far.
+    calls: Vec<(String, String, String)>,
 }
 
 impl ChunkReader {
@@ -166,10 +216,43 @@ impl ChunkReader {
         if let Some(reason) = choice["finish_reason"].as_str() {
             self.stop_reason = Some(reason.to_owned());
         }
+        for piece in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            let index = piece["index"].as_u64().unwrap_or(0) as usize;
+            if index > 127 {
+                return Err(LlmError::Malformed("too many tool calls".into()));
+            }
+            if self.calls.len() <= index {
+                self.calls.resize(index + 1, Default::default());
+            }
+            let call = &mut self.calls[index];
+            if let Some(id) = piece["id"].as_str() {
+                call.0 = id.to_owned();
+            }
+            if let Some(name) = piece["function"]["name"].as_str() {
+                call.1.push_str(name);
+            }
+            if let Some(arguments) = piece["function"]["arguments"].as_str() {
+                call.2.push_str(arguments);
+            }
+        }
         match choice["delta"]["content"].as_str() {
             Some(text) if !text.is_empty() => Ok(Line::Text(text.to_owned())),
             _ => Ok(Line::Nothing),
         }
+    }
+
+    /// The tool calls, whole; arguments that are not a JSON object are an error.
+    fn tool_uses(&mut self) -> Result<Vec<ToolUse>, LlmError> {
+        std::mem::take(&mut self.calls)
+            .into_iter()
+            .filter(|(_, name, _)| !name.is_empty())
+            .map(|(id, name, arguments)| {
+                let arguments = if arguments.trim().is_empty() { "{}" } else { arguments.as_str() };
+                let arguments: Value = serde_json::from_str(arguments)
+                    .map_err(|e| LlmError::Malformed(format!("arguments of tool call `{name}`: {e}")))?;
+                Ok(ToolUse { id, name, arguments })
+            })
+            .collect()
     }
 
     fn finish(&mut self) -> Option<StreamEvent> {
@@ -207,6 +290,32 @@ mod tests {
                     stop_reason: "stop".into(),
                     input_tokens: Some(5),
                     output_tokens: Some(2)
+                }),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn assembles_tool_calls_from_pieces() {
+        let events = read(concat!(
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"files__read\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"path\\\":\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"a.txt\\\"}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n",
+        ))
+        .await;
+        assert_eq!(
+            events.into_iter().map(Result::ok).collect::<Vec<_>>(),
+            vec![
+                Some(StreamEvent::ToolUse(ToolUse {
+                    id: "call_1".into(),
+                    name: "files__read".into(),
+                    arguments: json!({ "path": "a.txt" }),
+                })),
+                Some(StreamEvent::Finished {
+                    stop_reason: "tool_calls".into(),
+                    input_tokens: None,
+                    output_tokens: None
                 }),
             ]
         );

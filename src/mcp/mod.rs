@@ -3,6 +3,7 @@
 //! may register.
 
 pub mod address;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -141,7 +141,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    mcp_servers (id) {
+        id -> Uuid,
+        owner_id -> Nullable<Uuid>,
+        name -> Text,
+        url -> Text,
+        header_names -> Text,
+        secret_id -> Nullable<Uuid>,
+        removed -> Bool,
+        created_at -> UtcTime,
+        updated_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    tool_calls (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        message_id -> Uuid,
+        provider_call_id -> Text,
+        server_id -> Nullable<Uuid>,
+        server_name -> Nullable<Text>,
+        tool_name -> Text,
+        arguments -> Text,
+        status -> Text,
+        by_policy -> Bool,
+        decided_by -> Nullable<Uuid>,
+        reason -> Nullable<Text>,
+        result -> Nullable<Text>,
+        is_error -> Bool,
+        duration_ms -> Nullable<BigInt>,
+        created_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    tool_policies (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        server_id -> Uuid,
+        tool_name -> Nullable<Text>,
+        policy -> Text,
+        updated_at -> UtcTime,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    mcp_servers,
+    tool_calls,
+    tool_policies,
     reply_checkpoints,
     secrets,
     events,

@@ -8,6 +8,7 @@ use super::schema::secrets;
 use super::sql_types::{DbTime, DbUuid};
 use super::{DbConn, StoreResult, with_conn};
 use crate::crypto::{Binding, SecretBox};
+use crate::domain::ids::SecretId;
 use crate::error::AppError;
 use secrecy::ExposeSecret;
 
@@ -57,4 +58,16 @@ pub async fn reseal_all(conn: &mut DbConn, secret_box: &SecretBox) -> Result<(us
         resealed += 1;
     }
     Ok((resealed, total))
+}
+
+pub async fn find(conn: &mut DbConn, id: SecretId) -> StoreResult<Option<SecretRow>> {
+    let id = DbUuid(id.uuid());
+    Ok(with_conn!(conn, |c| secrets::table.find(id).select(SecretRow::as_select()).first(c).await.optional())?)
+}
+
+/// Destroys a value: events that named it keep only its id.
+pub async fn delete(conn: &mut DbConn, id: SecretId) -> StoreResult<()> {
+    let id = DbUuid(id.uuid());
+    with_conn!(conn, |c| diesel::delete(secrets::table.find(id)).execute(c).await)?;
+    Ok(())
 }

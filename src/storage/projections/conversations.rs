@@ -182,6 +182,12 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
         | Event::AssistantMessageCancelled { .. } => {
             ConversationUpdate { status: Some(Status::Active.as_str().to_owned()), version, ..Default::default() }
         }
+        Event::ToolCallRequested { status, .. }
+        | Event::ToolCallApproved { status, .. }
+        | Event::ToolCallRejected { status, .. }
+        | Event::ToolCallCompleted { status, .. } => {
+            ConversationUpdate { status: Some(status.as_str().to_owned()), version, ..Default::default() }
+        }
     };
     Some(RowChange::Update(stored.stream_id, update))
 }

@@ -157,6 +157,10 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
             },
         ),
         Event::ConversationCreated { .. }
+        | Event::ToolCallRequested { .. }
+        | Event::ToolCallApproved { .. }
+        | Event::ToolCallRejected { .. }
+        | Event::ToolCallCompleted { .. }
         | Event::ConversationRenamed { .. }
         | Event::ConversationSettingsChanged { .. }
         | Event::ConversationArchived {}

@@ -7,7 +7,10 @@
 //! rebuild reproduces exactly what the write path built.
 
 pub mod conversations;
+pub mod mcp_servers;
 pub mod messages;
+pub mod tool_calls;
+pub mod tool_policies;
 pub mod users;
 
 use std::collections::HashMap;
@@ -47,17 +50,26 @@ pub enum Change {
     User(RowChange<users::Users>),
     Conversation(RowChange<conversations::Conversations>),
     Message(RowChange<messages::Messages>),
+    ToolCall(RowChange<tool_calls::ToolCalls>),
+    ToolPolicy(RowChange<tool_policies::ToolPolicies>),
+    McpServer(RowChange<mcp_servers::McpServers>),
 }
 
 /// The row changes an event makes, in order.
 pub fn changes(stored: &RecordedEvent, event: &Event) -> Vec<Change> {
     match event {
-        Event::User(event) => users::change(stored, event).map(Change::User).into_iter().collect(),
+        Event::User(event) => users::change(stored, event)
+            .map(Change::User)
+            .into_iter()
+            .chain(tool_policies::change(stored, event).map(Change::ToolPolicy))
+            .collect(),
         Event::Conversation(event) => conversations::change(stored, event)
             .map(Change::Conversation)
             .into_iter()
             .chain(messages::change(stored, event).map(Change::Message))
+            .chain(tool_calls::change(stored, event).map(Change::ToolCall))
             .collect(),
+        Event::McpServer(event) => vec![Change::McpServer(mcp_servers::change(stored, event))],
     }
 }
 
@@ -75,6 +87,9 @@ pub async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Event) -> 
             Change::User(change) => write(conn, change).await?,
             Change::Conversation(change) => write(conn, change).await?,
             Change::Message(change) => write(conn, change).await?,
+            Change::ToolCall(change) => write(conn, change).await?,
+            Change::ToolPolicy(change) => write(conn, change).await?,
+            Change::McpServer(change) => write(conn, change).await?,
         }
     }
     Ok(())
@@ -100,9 +115,15 @@ impl<T: Table> Pending<T> {
     /// was already written.
     fn stage(&mut self, change: RowChange<T>) -> Option<(DbUuid, T::Update)> {
         match change {
+            // A row inserted again (a policy set anew) replaces the pending one.
             RowChange::Insert(row) => {
-                self.index.insert(T::id(&row), self.rows.len());
-                self.rows.push(row);
+                match self.index.get(&T::id(&row)) {
+                    Some(&at) => self.rows[at] = row,
+                    None => {
+                        self.index.insert(T::id(&row), self.rows.len());
+                        self.rows.push(row);
+                    }
+                }
                 None
             }
             RowChange::Update(id, update) => match self.index.get(&id) {
@@ -147,13 +168,14 @@ pub async fn rebuild_buffering(conn: &mut DbConn, buffer_rows: usize) -> StoreRe
     event_store::exclude_writers(conn).await?;
     // Children first: messages reference conversations. Snapshots are derived state too.
     snapshots::clear(conn).await?;
+    tool_calls::ToolCalls::clear(conn).await?;
+    tool_policies::ToolPolicies::clear(conn).await?;
+    mcp_servers::McpServers::clear(conn).await?;
     messages::Messages::clear(conn).await?;
     conversations::Conversations::clear(conn).await?;
     users::Users::clear(conn).await?;
 
-    let mut users = Pending::<users::Users>::default();
-    let mut conversations = Pending::<conversations::Conversations>::default();
-    let mut messages = Pending::<messages::Messages>::default();
+    let mut pending = Rebuilding::default();
     let mut position = 0;
     let mut replayed = 0;
     loop {
@@ -163,29 +185,56 @@ pub async fn rebuild_buffering(conn: &mut DbConn, buffer_rows: usize) -> StoreRe
         replayed += batch.len() as u64;
         for stored in &batch {
             for change in changes(stored, &stored.decode()?) {
-                match change {
-                    Change::User(change) => users.stage_or_write(conn, change).await?,
-                    Change::Conversation(change) => conversations.stage_or_write(conn, change).await?,
-                    Change::Message(change) => messages.stage_or_write(conn, change).await?,
-                }
+                pending.stage_or_write(conn, change).await?;
             }
-            if users.rows.len() + conversations.rows.len() + messages.rows.len() >= buffer_rows {
-                flush(conn, &mut users, &mut conversations, &mut messages).await?;
+            if pending.rows() >= buffer_rows {
+                pending.flush(conn).await?;
             }
         }
     }
-    flush(conn, &mut users, &mut conversations, &mut messages).await?;
+    pending.flush(conn).await?;
     Ok(replayed)
 }
 
-async fn flush(
-    conn: &mut DbConn,
-    users: &mut Pending<users::Users>,
-    conversations: &mut Pending<conversations::Conversations>,
-    messages: &mut Pending<messages::Messages>,
-) -> StoreResult<()> {
-    // Parents before children, for the foreign keys.
-    users.flush(conn).await?;
-    conversations.flush(conn).await?;
-    messages.flush(conn).await
+/// The rows of every table a rebuild has not written yet.
+#[derive(Default)]
+struct Rebuilding {
+    users: Pending<users::Users>,
+    conversations: Pending<conversations::Conversations>,
+    messages: Pending<messages::Messages>,
+    tool_calls: Pending<tool_calls::ToolCalls>,
+    tool_policies: Pending<tool_policies::ToolPolicies>,
+    mcp_servers: Pending<mcp_servers::McpServers>,
+}
+
+impl Rebuilding {
+    async fn stage_or_write(&mut self, conn: &mut DbConn, change: Change) -> StoreResult<()> {
+        match change {
+            Change::User(change) => self.users.stage_or_write(conn, change).await,
+            Change::Conversation(change) => self.conversations.stage_or_write(conn, change).await,
+            Change::Message(change) => self.messages.stage_or_write(conn, change).await,
+            Change::ToolCall(change) => self.tool_calls.stage_or_write(conn, change).await,
+            Change::ToolPolicy(change) => self.tool_policies.stage_or_write(conn, change).await,
+            Change::McpServer(change) => self.mcp_servers.stage_or_write(conn, change).await,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.users.rows.len()
+            + self.conversations.rows.len()
+            + self.messages.rows.len()
+            + self.tool_calls.rows.len()
+            + self.tool_policies.rows.len()
+            + self.mcp_servers.rows.len()
+    }
+
+    async fn flush(&mut self, conn: &mut DbConn) -> StoreResult<()> {
+        // Parents before children, for the foreign keys.
+        self.users.flush(conn).await?;
+        self.conversations.flush(conn).await?;
+        self.messages.flush(conn).await?;
+        self.tool_calls.flush(conn).await?;
+        self.tool_policies.flush(conn).await?;
+        self.mcp_servers.flush(conn).await
+    }
 }

@@ -109,6 +109,7 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
         Event::UserModelMaskChanged { mask } => {
             UserUpdate { model_mask: Some(mask.clone()), updated_at: at, ..Default::default() }
         }
+        Event::ToolPolicyChanged { .. } => return None,
     };
     Some(RowChange::Update(stored.stream_id, update))
 }
