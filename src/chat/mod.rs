@@ -399,6 +399,9 @@ pub async fn decide_tool_call(
         _ => return Err(AppError::NotFound("tool call")),
     };
     drop(conn);
+    if call.status != "waiting" {
+        return Err(domain::conversation::Rejection::CallSettled.into());
+    }
     let account = match &decision {
         Decision::Approve { remembered: Some(scope) } => {
             if conversation.owner() != viewer.user_id {

@@ -194,7 +194,10 @@ pub fn mcp_servers(
                 crate::mcp::Endpoint::Stdio { command, args: entry.args }
             }
             _ => {
-                return Err(invalid(format!("server `{}` needs either `url` (and `headers`) or `command`", entry.name)));
+                return Err(invalid(format!(
+                    "server `{}` needs either `url` (and `headers`) or `command`",
+                    entry.name
+                )));
             }
         };
         servers.push(ConfiguredMcpServer { name: name.as_str().to_owned(), endpoint });

@@ -488,11 +488,11 @@ impl ToolsMutation {
         app.db
             .write(|conn| {
                 async move {
+                    let command = mcp_server::Command::Register { owner, settings };
+                    execute::<mcp_server::McpServer>(conn, id.uuid(), actor, command).await?;
                     if let Some(secret) = &secret {
                         secrets::put(conn, secret).await?;
                     }
-                    let command = mcp_server::Command::Register { owner, settings };
-                    execute::<mcp_server::McpServer>(conn, id.uuid(), actor, command).await?;
                     Ok::<_, AppError>(())
                 }
                 .boxed()
@@ -518,13 +518,13 @@ impl ToolsMutation {
         };
         let replace_headers = input.headers.is_some() || !input.api_key.is_undefined();
         let (secret, header_names, old_secret) = if replace_headers {
-            let mut kept = {
-                let mut conn = app.db.conn().await?;
-                registry::open_headers(&mut conn, &app.secrets, row.secret()).await?
-            };
             let given = match input.headers {
                 Some(given) => given,
                 None => {
+                    let mut kept = {
+                        let mut conn = app.db.conn().await?;
+                        registry::open_headers(&mut conn, &app.secrets, row.secret()).await?
+                    };
                     kept.retain(|(n, _)| n != "authorization");
                     kept.into_iter()
                         .map(|(name, value)| HeaderInput {
@@ -551,11 +551,12 @@ impl ToolsMutation {
         app.db
             .write(|conn| {
                 async move {
+                    // The event first: its append must open the transaction (see `event_store`).
+                    execute::<mcp_server::McpServer>(conn, id.uuid(), actor, mcp_server::Command::Update { settings })
+                        .await?;
                     if let Some(secret) = &secret {
                         secrets::put(conn, secret).await?;
                     }
-                    execute::<mcp_server::McpServer>(conn, id.uuid(), actor, mcp_server::Command::Update { settings })
-                        .await?;
                     if let Some(old) = old_secret {
                         secrets::delete(conn, old).await?;
                     }

@@ -33,6 +33,8 @@ pub struct Server {
     endpoint: Endpoint,
     /// Changes whenever the server's settings do, so cached tools and sessions are renewed.
     version: i64,
+    /// Why the server cannot be used, when its stored headers do not open.
+    unusable: Option<String>,
 }
 
 impl Server {
@@ -103,6 +105,7 @@ impl Registry {
                 configured: true,
                 endpoint: server.endpoint.clone(),
                 version: 0,
+                unusable: None,
             })
             .collect();
         Registry { config: config.clone(), configured, listings: Mutex::default(), sessions: Mutex::default() }
@@ -147,7 +150,15 @@ impl Registry {
     }
 
     async fn registered(&self, conn: &mut DbConn, secret_box: &SecretBox, row: &McpServerRow) -> AppResult<Server> {
-        let headers = open_headers(conn, secret_box, row.secret()).await?;
+        // One server whose headers do not open must not break the others, nor the chat.
+        let (headers, unusable) = match open_headers(conn, secret_box, row.secret()).await {
+            Ok(headers) => (headers, None),
+            Err(error) => {
+                tracing::warn!(server = %row.server_id(), error = ?error, "the headers of an MCP server do not open");
+                let reason = "its stored headers do not open with the configured ENCRYPTION_KEY; set them again";
+                (vec![], Some(reason.to_owned()))
+            }
+        };
         Ok(Server {
             id: row.server_id(),
             name: row.name.clone(),
@@ -155,6 +166,7 @@ impl Registry {
             configured: false,
             endpoint: Endpoint::Http { url: row.url.clone(), headers },
             version: row.updated_at.0.timestamp_micros(),
+            unusable,
         })
     }
 
@@ -212,6 +224,9 @@ impl Registry {
             && *version == server.version
         {
             return Ok(session.clone());
+        }
+        if let Some(reason) = &server.unusable {
+            return Err(McpError::Connect(reason.clone()));
         }
         if let (false, Some(url)) = (server.configured, server.url()) {
             // Checked again on every connection: the name may resolve elsewhere by now.

@@ -159,6 +159,9 @@ async fn commands_on_long_streams_use_snapshots(app: TestApp) {
         let finish = Command::FinishReply {
             message_id: reply_id,
             outcome: ReplyOutcome::Cancelled { partial_text: String::new() },
+            tool_calls: vec![],
+            max_rounds: 0,
+            next: None,
         };
         (send, finish)
     };

@@ -15,4 +15,5 @@ mod models;
 mod rebuild;
 mod schema;
 mod streaming;
+mod tools;
 mod websocket;

@@ -36,6 +36,11 @@ pub struct Script {
     pub cut_after: Option<usize>,
     /// Characters added to every token.
     pub padding: usize,
+    /// Tool calls (the tool's name for the model, and its arguments) to ask for when
+    /// tools are offered and the last message is the user's, not tool results.
+    pub tool_calls: Vec<(String, Value)>,
+    /// Ask for `tool_calls` even right after tool results.
+    pub tool_calls_every_round: bool,
 }
 
 impl Script {
@@ -52,7 +57,15 @@ impl Script {
 
 impl Default for Script {
     fn default() -> Self {
-        Script { tokens: 20, delay: Duration::from_millis(5), fail_first: None, cut_after: None, padding: 0 }
+        Script {
+            tokens: 20,
+            delay: Duration::from_millis(5),
+            fail_first: None,
+            cut_after: None,
+            padding: 0,
+            tool_calls: vec![],
+            tool_calls_every_round: false,
+        }
     }
 }
 
@@ -67,6 +80,13 @@ struct Shared {
     /// Requests in one shape for both protocols: model, system, messages, temperature,
     /// max_tokens, authorization.
     requests: Mutex<Vec<Value>>,
+}
+
+/// The tool calls to ask for in answer to a request (in the shape of [`Shared::requests`]).
+fn calls_for(script: &Script, request: &Value) -> Vec<(String, Value)> {
+    let offered = request["tools"].as_array().is_some_and(|tools| !tools.is_empty());
+    let after_results = request["tool_results"].as_array().is_some_and(|results| !results.is_empty());
+    if offered && (script.tool_calls_every_round || !after_results) { script.tool_calls.clone() } else { vec![] }
 }
 
 impl Shared {
@@ -147,6 +167,12 @@ fn authorization(headers: &HeaderMap) -> Value {
 async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let system = messages.iter().find(|m| m["role"] == "system").map(|m| m["content"].clone());
+    let trailing_results: Vec<Value> = messages
+        .iter()
+        .rev()
+        .take_while(|m| m["role"] == "tool")
+        .map(|m| json!({ "id": m["tool_call_id"], "content": m["content"] }))
+        .collect();
     let request = json!({
         "model": body["model"],
         "stream": body["stream"],
@@ -155,12 +181,31 @@ async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body
         "temperature": body["temperature"],
         "max_tokens": body["max_tokens"],
         "authorization": authorization(&headers),
+        "tools": body["tools"].as_array().map(|tools| tools.iter().map(|t| t["function"]["name"].clone()).collect::<Vec<_>>()),
+        "tool_results": trailing_results.into_iter().rev().collect::<Vec<_>>(),
     });
+    let calls = calls_for(&shared.script.lock().expect("script"), &request);
     let script = match shared.receive(request) {
         Ok(script) => script,
         Err(status) => return (status, Json(json!({ "error": { "message": "scripted failure" } }))).into_response(),
     };
     let chunks = async_stream::stream! {
+        if !calls.is_empty() {
+            for (index, (name, arguments)) in calls.iter().enumerate() {
+                let arguments = arguments.to_string();
+                let (first, rest) = arguments.split_at(arguments.len() / 2);
+                let start = json!({ "index": index, "id": format!("call_{index}"), "type": "function",
+                    "function": { "name": name, "arguments": first } });
+                let chunk = json!({ "choices": [{ "index": 0, "delta": { "tool_calls": [start] } }] });
+                yield Ok::<_, std::io::Error>(Bytes::from(format!("data: {chunk}\n\n")));
+                let more = json!({ "index": index, "function": { "arguments": rest } });
+                let chunk = json!({ "choices": [{ "index": 0, "delta": { "tool_calls": [more] } }] });
+                yield Ok(Bytes::from(format!("data: {chunk}\n\n")));
+            }
+            let done = json!({ "choices": [{ "index": 0, "delta": {}, "finish_reason": "tool_calls" }] });
+            yield Ok(Bytes::from(format!("data: {done}\n\ndata: [DONE]\n\n")));
+            return;
+        }
         for n in 0..script.tokens {
             if script.cut_after == Some(n) {
                 return;
@@ -206,6 +251,18 @@ async fn bedrock(
         .as_array()
         .map(|ms| ms.iter().map(|m| json!({ "role": m["role"], "content": text_of(&m["content"]) })).collect())
         .unwrap_or_default();
+    let last_results: Vec<Value> = body["messages"]
+        .as_array()
+        .and_then(|ms| ms.last())
+        .and_then(|m| m["content"].as_array())
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|b| b.get("toolResult"))
+                .map(|r| json!({ "id": r["toolUseId"], "content": text_of(&r["content"]), "status": r["status"] }))
+                .collect()
+        })
+        .unwrap_or_default();
     let request = json!({
         "model": model,
         "stream": true,
@@ -214,7 +271,10 @@ async fn bedrock(
         "temperature": body["inferenceConfig"]["temperature"],
         "max_tokens": body["inferenceConfig"]["maxTokens"],
         "authorization": authorization(&headers),
+        "tools": body["toolConfig"]["tools"].as_array().map(|tools| tools.iter().map(|t| t["toolSpec"]["name"].clone()).collect::<Vec<_>>()),
+        "tool_results": last_results,
     });
+    let calls = calls_for(&shared.script.lock().expect("script"), &request);
     let script = match shared.receive(request) {
         Ok(script) => script,
         Err(status) => {
@@ -226,6 +286,23 @@ async fn bedrock(
     };
     let frames = async_stream::stream! {
         yield Ok::<_, std::io::Error>(frame("messageStart", json!({ "role": "assistant" })));
+        if !calls.is_empty() {
+            for (index, (name, arguments)) in calls.iter().enumerate() {
+                let start = json!({ "toolUse": { "toolUseId": format!("tooluse_{index}"), "name": name } });
+                yield Ok(frame("contentBlockStart", json!({ "contentBlockIndex": index, "start": start })));
+                let arguments = arguments.to_string();
+                let (first, rest) = arguments.split_at(arguments.len() / 2);
+                for piece in [first, rest] {
+                    let delta = json!({ "contentBlockIndex": index, "delta": { "toolUse": { "input": piece } } });
+                    yield Ok(frame("contentBlockDelta", delta));
+                }
+                yield Ok(frame("contentBlockStop", json!({ "contentBlockIndex": index })));
+            }
+            yield Ok(frame("messageStop", json!({ "stopReason": "tool_use" })));
+            let usage = json!({ "inputTokens": 11, "outputTokens": 3, "totalTokens": 14 });
+            yield Ok(frame("metadata", json!({ "usage": usage, "metrics": { "latencyMs": 1 } })));
+            return;
+        }
         for n in 0..script.tokens {
             if script.cut_after == Some(n) {
                 return;

@@ -77,6 +77,10 @@ impl TestApp {
             "DATABASE_URL" => Some(url.clone()),
             "DATABASE_POOL_SIZE" => Some("8".into()),
             "LITESKILL_DEMO_DELAY_MS" if !settings.iter().any(|(k, _)| k == key) => Some("0".into()),
+            // Fixed, so that sealed values still open after a restart.
+            "ENCRYPTION_KEY" if !settings.iter().any(|(k, _)| k == key) => {
+                Some("bGl0ZXNraWxsLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE=".into())
+            }
             _ => settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
         })
         .expect("test configuration");
