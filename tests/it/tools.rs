@@ -377,6 +377,16 @@ async fn an_operator_shares_a_stdio_server_with_everyone(app: TestApp) {
     wait_until_settled(&app, &token, &conversation).await;
     let (all, _) = calls(&app, &token, &conversation, &mut seen).await;
     assert!(all[0]["result"].as_str().expect("result").contains("42"), "{all:#?}");
+
+    // Cancelling a turn that waits rejects its calls and ends it.
+    app.send_message(&token, &conversation, "add again").await;
+    let call = waiting_call(&app, &token, &conversation, &mut seen).await;
+    let cancel = "mutation($id: ID!) { cancelStream(conversationId: $id) { status } }";
+    let cancelled = app.ok(Some(&token), cancel, json!({ "id": conversation })).await;
+    assert_eq!(cancelled["cancelStream"]["status"], "ACTIVE");
+    let (all, _) = calls(&app, &token, &conversation, &mut seen).await;
+    let last = all.iter().find(|c| c["id"] == call["id"]).expect("the call");
+    assert_eq!(last["status"], "REJECTED", "{last:#}");
 }
 
 on_both_backends!(
