@@ -815,20 +815,21 @@ mod tests {
         assert_eq!(conversation.decide(actor, complete(allow_id)), Err(Rejection::NoSuchCall));
     }
 
-    #[test]
-    fn calls_beyond_the_round_limit_are_refused_and_the_turn_ends() {
+    /// A conversation streaming a reply, its owner, and the command finishing the reply
+    /// with these tool calls.
+    fn asking(tool_calls: Vec<ToolRequest>, max_rounds: u32) -> (Conversation, Actor, Command) {
         let owner = UserId::new();
         let actor = Actor::User(owner);
         let conversation = given(&[created(owner)]);
         let conversation = apply(conversation.clone(), &conversation.decide(actor, message("go")).expect("sent"));
-        let reply = conversation.streaming().expect("streaming");
-        let finish = Command::FinishReply {
-            message_id: reply,
-            outcome: completed(),
-            tool_calls: vec![request(None)],
-            max_rounds: 0,
-            next: next(),
-        };
+        let message_id = conversation.streaming().expect("streaming");
+        let finish = Command::FinishReply { message_id, outcome: completed(), tool_calls, max_rounds, next: next() };
+        (conversation, actor, finish)
+    }
+
+    #[test]
+    fn calls_beyond_the_round_limit_are_refused_and_the_turn_ends() {
+        let (conversation, actor, finish) = asking(vec![request(None)], 0);
         let events = conversation.decide(actor, finish).expect("finished");
         assert!(
             matches!(&events[2], Event::ToolCallRejected { by_policy: true, status: Status::Active, .. }),
@@ -839,18 +840,7 @@ mod tests {
 
     #[test]
     fn waiting_calls_can_all_be_rejected() {
-        let owner = UserId::new();
-        let actor = Actor::User(owner);
-        let conversation = given(&[created(owner)]);
-        let conversation = apply(conversation.clone(), &conversation.decide(actor, message("go")).expect("sent"));
-        let reply = conversation.streaming().expect("streaming");
-        let finish = Command::FinishReply {
-            message_id: reply,
-            outcome: completed(),
-            tool_calls: vec![request(None), request(None)],
-            max_rounds: 5,
-            next: next(),
-        };
+        let (conversation, actor, finish) = asking(vec![request(None), request(None)], 5);
         let conversation = apply(conversation.clone(), &conversation.decide(actor, finish).expect("finished"));
         let events =
             conversation.decide(actor, Command::CancelToolCalls { reason: "cancelled".into() }).expect("rejected");

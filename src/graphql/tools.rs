@@ -75,7 +75,6 @@ pub enum McpServerStatus {
 /// An MCP server the viewer may use: their own, or one shared with everyone.
 pub struct McpServer {
     server: Server,
-    header_names: Vec<String>,
     policies: Policies,
     listing: OnceCell<Arc<Listing>>,
 }
@@ -84,12 +83,8 @@ impl McpServer {
     async fn load(app: &App, viewer: UserId, server: Server) -> AppResult<McpServer> {
         let mut conn = app.db.conn().await?;
         let policies = tool_policies::of_server(&mut conn, viewer, server.id).await?;
-        let header_names = match mcp_servers::find_usable(&mut conn, server.id, viewer).await? {
-            Some(row) => row.header_names(),
-            None => vec![],
-        };
         let listing = OnceCell::new_with(app.mcp.cached(&server));
-        Ok(McpServer { server, header_names, policies, listing })
+        Ok(McpServer { server, policies, listing })
     }
 
     /// Its tools, listed (and cached) if nobody has yet.
@@ -160,7 +155,7 @@ impl McpServer {
 
     /// The headers sent with every request; their values are never shown.
     async fn header_names(&self) -> &[String] {
-        &self.header_names
+        &self.server.header_names
     }
 
     async fn status(&self) -> McpServerStatus {
@@ -380,8 +375,10 @@ async fn checked_url(app: &App, url: &str) -> AppResult<String> {
 /// Refuses a name another server the owner may use already has.
 async fn unique_name(app: &App, viewer: &Viewer, name: &ServerName, except: Option<McpServerId>) -> AppResult<()> {
     let mut conn = app.db.conn().await?;
-    let servers = app.mcp.usable(&mut conn, &app.secrets, viewer.user_id).await?;
-    if servers.iter().any(|s| s.name == name.as_str() && Some(s.id) != except) {
+    let registered = mcp_servers::usable(&mut conn, viewer.user_id).await?;
+    let taken = registered.iter().map(|row| (row.server_id(), row.name.as_str()));
+    let mut taken = taken.chain(app.mcp.configured().iter().map(|s| (s.id, s.name.as_str())));
+    if taken.any(|(id, taken)| taken == name.as_str() && Some(id) != except) {
         return Err(AppError::Conflict {
             reason: "ALREADY_EXISTS",
             message: format!("you already have an MCP server named `{}`", name.as_str()),
@@ -414,7 +411,7 @@ async fn managed(app: &App, viewer: &Viewer, id: McpServerId) -> AppResult<mcp_s
     match mcp_servers::find_usable(&mut conn, id, viewer.user_id).await? {
         Some(row) if mcp_server::manages(viewer.actor(), row.owner()) => Ok(row),
         Some(_) => Err(AppError::Forbidden("only an administrator may manage a shared MCP server")),
-        None if app.mcp.usable(&mut conn, &app.secrets, viewer.user_id).await?.iter().any(|s| s.id == id) => {
+        None if app.mcp.configured().iter().any(|s| s.id == id) => {
             Err(AppError::Forbidden("servers from the configuration file are managed there"))
         }
         None => Err(AppError::NotFound("MCP server")),

@@ -18,6 +18,11 @@ use crate::error::{AppError, AppResult};
 use crate::storage::projections::mcp_servers::{self, McpServerRow};
 use crate::storage::{DbConn, secrets};
 
+/// How long a server's tools are kept before they are listed again.
+const RENEW_LISTING: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// How long a failure to list them stands before the next use tries again.
+const RETRY_FAILED_LISTING: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 /// The purpose sealed headers are bound to.
 pub const HEADERS_PURPOSE: &str = "mcp_server_headers";
 
@@ -30,6 +35,8 @@ pub struct Server {
     pub owner: Option<UserId>,
     /// From `MCP_SERVERS_FILE`; such servers may run commands and reach private addresses.
     pub configured: bool,
+    /// The names of the headers it is sent (their values are in `endpoint`).
+    pub header_names: Vec<String>,
     endpoint: Endpoint,
     /// Changes whenever the server's settings do, so cached tools and sessions are renewed.
     version: i64,
@@ -103,6 +110,10 @@ impl Registry {
                 name: server.name.clone(),
                 owner: None,
                 configured: true,
+                header_names: match &server.endpoint {
+                    Endpoint::Http { headers, .. } => headers.iter().map(|(name, _)| name.clone()).collect(),
+                    Endpoint::Stdio { .. } => vec![],
+                },
                 endpoint: server.endpoint.clone(),
                 version: 0,
                 unusable: None,
@@ -121,6 +132,11 @@ impl Registry {
 
     pub fn max_rounds(&self) -> u32 {
         self.config.max_rounds
+    }
+
+    /// The servers from the configuration file, shared with everyone.
+    pub fn configured(&self) -> &[Server] {
+        &self.configured
     }
 
     /// The servers `user` may use: configured ones first, then registered ones, by name.
@@ -164,6 +180,7 @@ impl Registry {
             name: row.name.clone(),
             owner: row.owner(),
             configured: false,
+            header_names: row.header_names(),
             endpoint: Endpoint::Http { url: row.url.clone(), headers },
             version: row.updated_at.0.timestamp_micros(),
             unusable,
@@ -178,9 +195,15 @@ impl Registry {
         self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The server's tools as last listed here, if they were and it has not changed since.
+    /// The server's tools as last listed here, if they were, recently enough, and it has
+    /// not changed since. A failure is retried sooner than a list is renewed.
     pub fn cached(&self, server: &Server) -> Option<Arc<Listing>> {
-        self.listings().get(&server.id).filter(|l| l.version == server.version).cloned()
+        let now = crate::domain::now();
+        self.listings()
+            .get(&server.id)
+            .filter(|l| l.version == server.version)
+            .filter(|l| now - l.checked_at < if l.error.is_some() { RETRY_FAILED_LISTING } else { RENEW_LISTING })
+            .cloned()
     }
 
     /// The server's tools, listed now unless cached (or when `refresh`).

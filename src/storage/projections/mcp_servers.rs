@@ -127,7 +127,17 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> RowChange<McpServ
 
 /// A server `user` may use (their own or a shared one), unless removed.
 pub async fn find_usable(conn: &mut DbConn, id: McpServerId, user: UserId) -> StoreResult<Option<McpServerRow>> {
-    Ok(usable(conn, user).await?.into_iter().find(|row| row.id.0 == id.uuid()))
+    let (id, user) = (DbUuid(id.uuid()), DbUuid(user.uuid()));
+    Ok(with_conn!(conn, |c| {
+        mcp_servers::table
+            .find(id)
+            .filter(mcp_servers::removed.eq(false))
+            .filter(mcp_servers::owner_id.eq(user).or(mcp_servers::owner_id.is_null()))
+            .select(McpServerRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
 }
 
 /// The servers `user` may use: their own and the shared ones, by name.
