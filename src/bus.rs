@@ -34,6 +34,17 @@ pub struct Delta {
 pub enum Published {
     Event(Arc<RecordedEvent>),
     Delta(Arc<Delta>),
+    /// Someone may have lost access to the conversation (a group of theirs was changed):
+    /// its subscribers check theirs again.
+    AccessChanged,
+}
+
+/// Who hears of a batch of events: the users whose conversation lists they change, and
+/// the conversations whose subscribers must check their access again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Audience {
+    pub viewers: Vec<UserId>,
+    pub access_changed: Vec<ConversationId>,
 }
 
 /// What a channel is about.
@@ -105,23 +116,27 @@ impl Bus {
         }
     }
 
-    /// Publishes a conversation's committed events to its channel and its owner's, here
-    /// and on other instances.
-    pub fn publish_events(&self, owner: UserId, events: Vec<RecordedEvent>) {
+    /// Publishes committed events to their stream's channel and their audience's, here
+    /// and on other instances (which work out the audience themselves).
+    pub fn publish_events(&self, audience: &Audience, events: Vec<RecordedEvent>) {
         for event in &events {
-            let conversation = ConversationId::from_uuid(event.stream_id.0);
-            self.relay(Relayed::Event { conversation, owner, version: event.stream_version });
+            self.relay(Relayed::Event { stream: event.stream_id.0, version: event.stream_version });
         }
-        self.publish_events_here(owner, events);
+        self.publish_events_here(audience, events);
     }
 
     /// [`Bus::publish_events`] on this instance only.
-    pub fn publish_events_here(&self, owner: UserId, events: Vec<RecordedEvent>) {
+    pub fn publish_events_here(&self, audience: &Audience, events: Vec<RecordedEvent>) {
         for event in events {
             let event = Arc::new(event);
             let conversation = ConversationId::from_uuid(event.stream_id.0);
             self.publish_here(Topic::Conversation(conversation), Published::Event(event.clone()));
-            self.publish_here(Topic::Viewer(owner), Published::Event(event));
+            for viewer in &audience.viewers {
+                self.publish_here(Topic::Viewer(*viewer), Published::Event(event.clone()));
+            }
+        }
+        for conversation in &audience.access_changed {
+            self.publish_here(Topic::Conversation(*conversation), Published::AccessChanged);
         }
     }
 }

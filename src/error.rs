@@ -3,7 +3,7 @@
 //! details are logged and never shown.
 
 use crate::domain::values::Invalid;
-use crate::domain::{conversation, mcp_server, user};
+use crate::domain::{conversation, group, mcp_server, user};
 use crate::storage::StoreError;
 use crate::storage::event_store::ExecuteError;
 
@@ -79,6 +79,10 @@ impl From<conversation::Rejection> for AppError {
             NotStreaming => AppError::Conflict { reason: "NOT_STREAMING", message },
             NoSuchCall => AppError::NotFound("tool call"),
             CallSettled => AppError::Conflict { reason: "TOOL_CALL_SETTLED", message },
+            OwnerOnly => AppError::Forbidden("only the conversation's owner may do this"),
+            ReadOnly => AppError::Forbidden("you may read this conversation (and fork it), not write in it"),
+            NoSuchGrant => AppError::NotFound("grant"),
+            OwnerCannotLeave => AppError::bad_input("conversationId", message),
         }
     }
 }
@@ -91,6 +95,19 @@ impl From<user::Rejection> for AppError {
                 AppError::Conflict { reason: "ALREADY_EXISTS", message: rejection.to_string() }
             }
             user::Rejection::Forbidden => AppError::Forbidden("only an administrator may do this"),
+        }
+    }
+}
+
+impl From<group::Rejection> for AppError {
+    fn from(rejection: group::Rejection) -> Self {
+        match rejection {
+            group::Rejection::NotFound => AppError::NotFound("group"),
+            group::Rejection::AlreadyExists => {
+                AppError::Conflict { reason: "ALREADY_EXISTS", message: rejection.to_string() }
+            }
+            group::Rejection::Forbidden => AppError::Forbidden("only the group's creator may change it"),
+            group::Rejection::NotAMember => AppError::NotFound("group member"),
         }
     }
 }

@@ -18,8 +18,9 @@ use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::bus::{Delta, Published, Topic};
-use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
+use crate::domain::ids::{ConversationId, MessageId, SessionId};
 use crate::storage::event_store;
+use crate::storage::projections::access;
 
 const CHANNEL: &str = "liteskill_bus";
 /// PostgreSQL refuses notification payloads of 8000 bytes or more.
@@ -29,9 +30,9 @@ const MAX_PAYLOAD: usize = 7_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "k")]
 pub enum Relayed {
+    /// A committed event, by its stream and version.
     Event {
-        conversation: ConversationId,
-        owner: UserId,
+        stream: uuid::Uuid,
         version: i64,
     },
     Delta {
@@ -192,12 +193,15 @@ async fn listen(app: &Weak<App>, url: &str, instance: u64, peer_heard_at: &Atomi
 async fn publish_here(app: &App, messages: Vec<Relayed>) {
     for message in messages {
         match message {
-            Relayed::Event { conversation, owner, version } => {
+            Relayed::Event { stream, version } => {
                 let loaded = async {
-                    event_store::load_stream_page(&mut app.db.conn().await?, conversation.uuid(), version - 1, 1).await
+                    let mut conn = app.db.conn().await?;
+                    let events = event_store::load_stream_page(&mut conn, stream, version - 1, 1).await?;
+                    let audience = access::audience(&mut conn, &events).await?;
+                    Ok::<_, crate::storage::StoreError>((audience, events))
                 };
                 match loaded.await {
-                    Ok(events) => app.bus.publish_events_here(owner, events),
+                    Ok((audience, events)) => app.bus.publish_events_here(&audience, events),
                     Err(error) => tracing::warn!(%error, "could not read a relayed event"),
                 }
             }

@@ -116,6 +116,7 @@ async fn create(app: &Arc<App>, owner: UserId, title: &str) -> Result<Conversati
         model_id: None,
         system_prompt: None,
         sampling: Default::default(),
+        fork: None,
     };
     app.db.write(|conn| execute::<Conversation>(conn, id.uuid(), Actor::User(owner), command).boxed()).await?;
     Ok(id)

@@ -2,6 +2,8 @@
 //! assistant's reply, the reply streams from the model to every subscriber, and ends
 //! as completed, failed or cancelled. Replies running on this server are tracked here.
 
+pub mod branching;
+pub mod membership;
 mod recovery;
 mod reply;
 pub mod tools;
@@ -11,11 +13,13 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 
+pub use membership::{Membership, publish};
 pub use recovery::{keep_sweeping, sweep_stale_replies};
 
 use crate::app::App;
 use crate::auth::Viewer;
 use crate::bus::Delta;
+use crate::domain::access::Role;
 use crate::domain::conversation::{Command, Conversation, Decision, NextRound, ReplyOutcome, ToolRequest};
 use crate::domain::ids::{ConversationId, MessageId, ToolCallId, UserId};
 use crate::domain::mcp_server::ToolPolicy;
@@ -191,6 +195,12 @@ pub async fn command(app: &App, actor: Actor, id: ConversationId, command: Comma
     Ok(record(app, actor, id, command, None).await?.0)
 }
 
+/// Runs a conversation command on behalf of a viewer, with their role in it.
+pub async fn act(app: &App, viewer: &Viewer, id: ConversationId, command: Command) -> AppResult<ConversationRow> {
+    let member = membership::of(&mut app.db.conn().await?, viewer, id).await?;
+    self::command(app, member.actor(), id, command).await
+}
+
 /// What a turn does next, after a command recorded its events.
 #[derive(Debug, Clone, PartialEq)]
 enum Next {
@@ -290,7 +300,7 @@ async fn record_with(
             .boxed()
         })
         .await?;
-    app.bus.publish_events(row.owner(), events);
+    publish(app, events).await;
     Ok((row, next))
 }
 
@@ -307,15 +317,17 @@ fn model_of<'a>(app: &'a App, conversation: &ConversationRow) -> AppResult<&'a M
 
 /// Registers a turn about to start here, unless one runs in its conversation; one that
 /// is just finishing is waited for (a second at most).
-async fn register(app: &App, conversation: &ConversationRow, message_id: MessageId) -> AppResult<Arc<Reply>> {
-    let id = conversation.conversation_id();
+async fn register(
+    app: &App,
+    id: ConversationId,
+    status: domain::conversation::Status,
+    message_id: MessageId,
+) -> AppResult<Arc<Reply>> {
     let reply = Arc::new(Reply::new(id, message_id));
     while !app.replies.try_insert(reply.clone()) {
         // The turn there may have recorded its end and be about to go.
         let Some(running) = app.replies.get(id) else { continue };
-        if conversation.status() != domain::conversation::Status::Active
-            && conversation.status() != domain::conversation::Status::AwaitingApproval
-        {
+        if status != domain::conversation::Status::Active && status != domain::conversation::Status::AwaitingApproval {
             return Err(domain::conversation::Rejection::Busy.into());
         }
         let mut finished = running.finished.subscribe();
@@ -340,46 +352,63 @@ pub async fn send_message(
     id: ConversationId,
     content: MessageContent,
 ) -> AppResult<MessageRow> {
-    let actor = viewer.actor();
-    let mut conn = app.db.conn().await?;
-    let conversation = match conversations::find(&mut conn, id).await? {
-        Some(row) if domain::access::actor_can_read(actor, row.owner()) => row,
-        _ => return Err(AppError::NotFound("conversation")),
-    };
-    drop(conn);
+    let member = membership::of(&mut app.db.conn().await?, viewer, id).await?;
+    member.require(Role::Editor)?;
+    let (actor, conversation) = (member.actor(), member.conversation);
     let model = model_of(app, &conversation)?;
     if !viewer.may_use(&model.id) {
         return Err(AppError::Forbidden("your account may not use this conversation's model"));
     }
     let (message_id, reply_id) = (MessageId::new(), MessageId::new());
+    let send = Command::SendMessage { message_id, content, reply_id, model_id: model.id.clone() };
+    let turn = Turn { id, status: conversation.status(), actor, reply_id, model_id: model.id.clone() };
+    begin(app, turn, vec![send]).await?;
+    let mut conn = app.db.conn().await?;
+    messages::find(&mut conn, message_id).await?.ok_or(AppError::NotFound("message"))
+}
+
+/// A turn about to start: where, by whom, and the reply it streams.
+struct Turn {
+    id: ConversationId,
+    status: domain::conversation::Status,
+    actor: Actor,
+    reply_id: MessageId,
+    model_id: String,
+}
+
+/// Runs `commands`, the last of which starts `turn`'s reply, in one transaction with the
+/// reply's checkpoint, then streams the reply.
+async fn begin(app: &Arc<App>, turn: Turn, commands: Vec<Command>) -> AppResult<()> {
+    let Turn { id, status, actor, reply_id, model_id } = turn;
     // Registered before its start is recorded, so a cancel that comes right after the
     // start finds it here.
-    let reply = register(app, &conversation, reply_id).await?;
-    let send = Command::SendMessage { message_id, content, reply_id, model_id: model.id.clone() };
+    let reply = register(app, id, status, reply_id).await?;
     let recorded = app
         .db
         .write(|conn| {
             async move {
-                let events = execute::<Conversation>(conn, id.uuid(), actor, send).await?;
+                let mut events = vec![];
+                for command in commands {
+                    events.extend(execute::<Conversation>(conn, id.uuid(), actor, command).await?);
+                }
                 // Saved with the start of the reply, so a crash from here on is recoverable.
                 let at = checkpoints::clock(conn).await?;
                 checkpoints::save(conn, &Checkpoint::start(id, reply_id, at)).await?;
-                let message = messages::find(conn, message_id).await?.ok_or(AppError::NotFound("message"))?;
-                Ok::<_, AppError>((message, events))
+                Ok::<_, AppError>(events)
             }
             .boxed()
         })
         .await;
-    let (message, events) = match recorded {
-        Ok(recorded) => recorded,
+    let events = match recorded {
+        Ok(events) => events,
         Err(error) => {
             unregister(app, &reply);
             return Err(error);
         }
     };
-    app.bus.publish_events(conversation.owner(), events);
-    tokio::spawn(reply::run(app.clone(), reply, Next::Reply { message_id: reply_id, model_id: model.id.clone() }));
-    Ok(message)
+    publish(app, events).await;
+    tokio::spawn(reply::run(app.clone(), reply, Next::Reply { message_id: reply_id, model_id }));
+    Ok(())
 }
 
 /// Approves or rejects a tool call waiting for a decision, on behalf of someone who may
@@ -391,14 +420,15 @@ pub async fn decide_tool_call(
     call_id: ToolCallId,
     decision: Decision,
 ) -> AppResult<ToolCallRow> {
-    let actor = viewer.actor();
     let mut conn = app.db.conn().await?;
     let call = tool_calls::find(&mut conn, call_id).await?.ok_or(AppError::NotFound("tool call"))?;
-    let conversation = match conversations::find(&mut conn, call.conversation()).await? {
-        Some(row) if domain::access::actor_can_read(actor, row.owner()) => row,
-        _ => return Err(AppError::NotFound("tool call")),
+    let member = match membership::of(&mut conn, viewer, call.conversation()).await {
+        Err(AppError::NotFound(_)) => return Err(AppError::NotFound("tool call")),
+        other => other?,
     };
     drop(conn);
+    member.require(Role::Editor)?;
+    let (actor, conversation) = (member.actor(), member.conversation);
     if call.status != "waiting" {
         return Err(domain::conversation::Rejection::CallSettled.into());
     }
@@ -434,7 +464,7 @@ async fn advance(
     account: Option<(UserId, user::Command)>,
 ) -> AppResult<ConversationRow> {
     let id = conversation.conversation_id();
-    let reply = register(app, conversation, tools::lease_id(id)).await?;
+    let reply = register(app, id, conversation.status(), tools::lease_id(id)).await?;
     match record_with(app, actor, id, command, None, account).await {
         Ok((row, Some(next))) => {
             tokio::spawn(reply::run(app.clone(), reply, next));
@@ -470,12 +500,11 @@ pub async fn stop_all(app: &App) {
 
 /// Stops the turn in a conversation: the reply streaming keeps the text it had; tool
 /// calls waiting or running are rejected.
-pub async fn cancel(app: &App, actor: Actor, id: ConversationId) -> AppResult<ConversationRow> {
+pub async fn cancel(app: &App, viewer: &Viewer, id: ConversationId) -> AppResult<ConversationRow> {
     let mut conn = app.db.conn().await?;
-    let row = match conversations::find(&mut conn, id).await? {
-        Some(row) if domain::access::actor_can_read(actor, row.owner()) => row,
-        _ => return Err(AppError::NotFound("conversation")),
-    };
+    let member = membership::of(&mut conn, viewer, id).await?;
+    member.require(Role::Editor)?;
+    let (actor, row) = (member.actor(), member.conversation);
     if let Some(reply) = app.replies.get(id) {
         drop(conn);
         // The turn's task records the cancellation; wait for it.

@@ -222,7 +222,7 @@ pub(super) async fn recover(app: &Arc<App>, id: ConversationId) -> AppResult<boo
         return Ok(false);
     }
     let model_id = model_of(app, &row).ok().map(|m| m.id.clone());
-    let reply = register(app, &row, lease_id(id)).await?;
+    let reply = register(app, id, row.status(), lease_id(id)).await?;
     let mut next = None;
     for call in approved {
         let output = ToolOutcome {

@@ -6,9 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{McpServerId, MessageId, ToolCallId, UserId};
+use super::access::{self, Grantee, Role};
+use super::ids::{ConversationId, McpServerId, MessageId, ToolCallId, UserId};
 use super::values::{MessageContent, ModelId, Sampling, SystemPrompt, Title};
-use super::{Actor, Aggregate, DomainEvent, access};
+use super::{Actor, Aggregate, DomainEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,6 +45,8 @@ pub enum Command {
         model_id: Option<ModelId>,
         system_prompt: Option<SystemPrompt>,
         sampling: Sampling,
+        /// Set for a fork: the history it inherits.
+        fork: Option<ForkOrigin>,
     },
     Rename {
         title: Title,
@@ -63,6 +66,21 @@ pub enum Command {
         reply_id: MessageId,
         model_id: String,
     },
+    /// Starts a new reply to the history as it stands (in a fork made to regenerate one).
+    Regenerate {
+        reply_id: MessageId,
+        model_id: String,
+    },
+    /// Shares the conversation, or changes the role of whom it is shared with.
+    Grant {
+        grantee: Grantee,
+        role: Role,
+    },
+    Revoke {
+        grantee: Grantee,
+    },
+    /// A grantee gives up their access.
+    Leave,
     /// Ends the reply being streamed, with the tool calls the model asked for in it.
     FinishReply {
         message_id: MessageId,
@@ -89,6 +107,25 @@ pub enum Command {
     CancelToolCalls {
         reason: String,
     },
+}
+
+/// Where a fork comes from: the conversation it was forked from, at which message
+/// (`None`: before the first), and every conversation whose messages it inherits with
+/// the last sequence number inherited from each, so that reading its history needs no
+/// walk up the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForkOrigin {
+    pub conversation_id: ConversationId,
+    pub message_id: Option<MessageId>,
+    /// Messages inherited: the fork's own are numbered after them.
+    pub seq: i64,
+    pub inherits: Vec<Inherited>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inherited {
+    pub conversation_id: ConversationId,
+    pub until_seq: i64,
 }
 
 /// The reply that continues a turn once its tool calls are settled.
@@ -161,6 +198,8 @@ pub enum Event {
         temperature: Option<f64>,
         #[serde(default)]
         max_tokens: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        forked_from: Option<ForkOrigin>,
     },
     ConversationRenamed {
         title: String,
@@ -230,6 +269,18 @@ pub enum Event {
         outcome: ToolOutcome,
         status: Status,
     },
+    AccessGranted {
+        #[serde(flatten)]
+        grantee: Grantee,
+        role: Role,
+    },
+    AccessRevoked {
+        #[serde(flatten)]
+        grantee: Grantee,
+    },
+    MemberLeft {
+        user_id: UserId,
+    },
 }
 
 impl DomainEvent for Event {}
@@ -252,6 +303,14 @@ pub enum Rejection {
     NoSuchCall,
     #[error("this tool call is not waiting for that")]
     CallSettled,
+    #[error("only the conversation's owner may do this")]
+    OwnerOnly,
+    #[error("you may read this conversation (and fork it), not write in it")]
+    ReadOnly,
+    #[error("this conversation is not shared with them")]
+    NoSuchGrant,
+    #[error("the owner cannot leave their own conversation")]
+    OwnerCannotLeave,
 }
 
 /// Where a tool call of the current turn is.
@@ -285,6 +344,8 @@ struct State {
     /// Tool rounds so far in the current turn.
     #[serde(default)]
     rounds: u32,
+    #[serde(default)]
+    grants: Vec<(Grantee, Role)>,
 }
 
 impl State {
@@ -394,12 +455,12 @@ impl Conversation {
         self.state.as_ref().and_then(|s| s.streaming)
     }
 
-    /// The state as seen by `actor`: absent when it does not exist or is not theirs.
-    fn visible_to(&self, actor: Actor) -> Result<&State, Rejection> {
-        match (&self.state, actor) {
-            (Some(state), actor) if access::actor_can_read(actor, state.owner) => Ok(state),
-            _ => Err(Rejection::NotFound),
-        }
+    /// The state and `actor`'s role in it: absent when it does not exist or they may
+    /// not read it.
+    fn visible_to(&self, actor: Actor) -> Result<(&State, Role), Rejection> {
+        let state = self.state.as_ref().ok_or(Rejection::NotFound)?;
+        let role = access::role_of(actor, state.owner).ok_or(Rejection::NotFound)?;
+        Ok((state, role))
     }
 }
 
@@ -409,7 +470,7 @@ impl Aggregate for Conversation {
     type Rejection = Rejection;
 
     fn decide(&self, actor: Actor, command: Command) -> Result<Vec<Event>, Rejection> {
-        if let Command::Create { owner, title, model_id, system_prompt, sampling } = command {
+        if let Command::Create { owner, title, model_id, system_prompt, sampling, fork } = command {
             if self.state.is_some() {
                 return Err(Rejection::AlreadyExists);
             }
@@ -420,9 +481,25 @@ impl Aggregate for Conversation {
                 system_prompt: system_prompt.map(SystemPrompt::into_inner),
                 temperature: sampling.temperature,
                 max_tokens: sampling.max_tokens,
+                forked_from: fork,
             }]);
         }
-        let state = self.visible_to(actor)?;
+        let (state, role) = self.visible_to(actor)?;
+        let needs = |needed: Role| match needed {
+            _ if role >= needed => Ok(()),
+            Role::Owner => Err(Rejection::OwnerOnly),
+            Role::Editor | Role::Viewer => Err(Rejection::ReadOnly),
+        };
+        needs(match &command {
+            Command::Rename { .. }
+            | Command::Archive
+            | Command::Unarchive
+            | Command::ChangeSettings { .. }
+            | Command::Grant { .. }
+            | Command::Revoke { .. } => Role::Owner,
+            Command::Leave => Role::Viewer,
+            _ => Role::Editor,
+        })?;
         let writable = || match state.status {
             Status::Archived => Err(Rejection::Archived),
             _ => Ok(()),
@@ -453,6 +530,34 @@ impl Aggregate for Conversation {
             Command::Unarchive => match state.status {
                 Status::Archived => Ok(vec![Event::ConversationUnarchived {}]),
                 _ => Ok(vec![]),
+            },
+            Command::Grant { grantee, role } => {
+                if grantee == Grantee::User(state.owner) {
+                    return Err(Rejection::OwnerCannotLeave);
+                }
+                let role = role.min(Role::Editor);
+                if state.grants.contains(&(grantee, role)) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::AccessGranted { grantee, role }])
+            }
+            Command::Revoke { grantee } => match state.grants.iter().any(|(g, _)| *g == grantee) {
+                true => Ok(vec![Event::AccessRevoked { grantee }]),
+                false => Err(Rejection::NoSuchGrant),
+            },
+            Command::Leave => match actor.user_id() {
+                Some(user) if user == state.owner => Err(Rejection::OwnerCannotLeave),
+                Some(user_id) => Ok(vec![Event::MemberLeft { user_id }]),
+                None => Err(Rejection::NotFound),
+            },
+            Command::Regenerate { reply_id, model_id } => match state.status {
+                Status::Active => Ok(vec![Event::AssistantMessageStarted {
+                    message_id: reply_id,
+                    seq: state.message_count + 1,
+                    model_id,
+                }]),
+                Status::Archived => Err(Rejection::Archived),
+                Status::Streaming | Status::AwaitingApproval => Err(Rejection::Busy),
             },
             Command::SendMessage { message_id, content, reply_id, model_id } => match state.status {
                 Status::Active => Ok(vec![
@@ -528,14 +633,15 @@ impl Aggregate for Conversation {
 
     fn evolve(self, event: &Event) -> Self {
         let state = match (self.state, event) {
-            (_, Event::ConversationCreated { owner_id, title, .. }) => State {
+            (_, Event::ConversationCreated { owner_id, title, forked_from, .. }) => State {
                 owner: *owner_id,
                 title: title.clone(),
                 status: Status::Active,
-                message_count: 0,
+                message_count: forked_from.as_ref().map_or(0, |origin| origin.seq),
                 streaming: None,
                 calls: vec![],
                 rounds: 0,
+                grants: vec![],
             },
             (None, _) => return Conversation { state: None },
             (Some(state), Event::ConversationRenamed { title }) => State { title: title.clone(), ..state },
@@ -575,6 +681,19 @@ impl Aggregate for Conversation {
                 state.set_phase(*call_id, Phase::Settled);
                 State { status: *status, ..state }
             }
+            (Some(mut state), Event::AccessGranted { grantee, role }) => {
+                state.grants.retain(|(g, _)| g != grantee);
+                state.grants.push((*grantee, *role));
+                state
+            }
+            (Some(mut state), Event::AccessRevoked { grantee }) => {
+                state.grants.retain(|(g, _)| g != grantee);
+                state
+            }
+            (Some(mut state), Event::MemberLeft { user_id }) => {
+                state.grants.retain(|(g, _)| *g != Grantee::User(*user_id));
+                state
+            }
         };
         Conversation { state: Some(state) }
     }
@@ -597,6 +716,7 @@ mod tests {
             system_prompt: None,
             temperature: None,
             max_tokens: None,
+            forked_from: None,
         }
     }
 
@@ -635,6 +755,7 @@ mod tests {
                     model_id: None,
                     system_prompt: None,
                     sampling: Sampling::default(),
+                    fork: None,
                 },
             )
             .expect("created");
@@ -652,6 +773,7 @@ mod tests {
                 model_id: None,
                 system_prompt: None,
                 sampling: Sampling::default(),
+                fork: None,
             },
         );
         assert_eq!(outcome, Err(Rejection::AlreadyExists));

@@ -79,6 +79,10 @@ id_type!(
     /// A sealed credential in the `secrets` table.
     SecretId
 );
+id_type!(
+    /// A group of users that conversations can be shared with.
+    GroupId
+);
 
 #[cfg(test)]
 mod tests {

@@ -127,8 +127,8 @@ pub struct McpServer {
 pub fn manages(actor: Actor, owner: Option<UserId>) -> bool {
     match (actor, owner) {
         (Actor::System, _) | (Actor::Admin(_), None) => true,
-        (Actor::User(me) | Actor::Admin(me), Some(owner)) => me == owner,
-        (Actor::User(_), None) => false,
+        (Actor::User(me) | Actor::Admin(me) | Actor::Member { user: me, .. }, Some(owner)) => me == owner,
+        (Actor::User(_) | Actor::Member { .. }, None) => false,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod conversation;
+pub mod group;
 pub mod ids;
 pub mod mcp_server;
 pub mod user;
@@ -15,19 +16,21 @@ use serde::de::DeserializeOwned;
 
 use ids::UserId;
 
-/// Who performs a command: a signed-in user (an administrator may manage accounts),
+/// Who performs a command: a signed-in user (an administrator may manage accounts), a
+/// user acting in a conversation shared with them, with the role the read side found,
 /// or the operator through the CLI and the server itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
     User(UserId),
     Admin(UserId),
+    Member { user: UserId, role: access::Role },
     System,
 }
 
 impl Actor {
     pub fn user_id(self) -> Option<UserId> {
         match self {
-            Actor::User(id) | Actor::Admin(id) => Some(id),
+            Actor::User(id) | Actor::Admin(id) | Actor::Member { user: id, .. } => Some(id),
             Actor::System => None,
         }
     }
@@ -56,6 +59,7 @@ pub enum Event {
     Conversation(conversation::Event),
     User(user::Event),
     McpServer(mcp_server::Event),
+    Group(group::Event),
 }
 
 /// The current time, truncated to the microsecond precision both databases store.
@@ -127,7 +131,11 @@ impl Event {
             Err(DecodeError::UnknownType(_)) => {}
             other => return other.map(Event::User),
         }
-        decode_as(event_type, event_version, payload).map(Event::McpServer)
+        match decode_as(event_type, event_version, payload) {
+            Err(DecodeError::UnknownType(_)) => {}
+            other => return other.map(Event::McpServer),
+        }
+        decode_as(event_type, event_version, payload).map(Event::Group)
     }
 }
 
@@ -147,6 +155,7 @@ mod tests {
                 Event::Conversation(e) => encode(e),
                 Event::User(e) => encode(e),
                 Event::McpServer(e) => encode(e),
+                Event::Group(e) => encode(e),
             };
             let decoded = Event::decode(&encoded.event_type, encoded.event_version, &encoded.payload);
             assert_eq!(decoded.ok(), Some(event), "{encoded:?}");

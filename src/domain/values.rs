@@ -74,6 +74,10 @@ text_value!(
     SystemPrompt, "systemPrompt", MAX_SYSTEM_PROMPT_CHARS
 );
 text_value!(
+    /// The name of a group of users.
+    GroupName, "name", MAX_NAME_CHARS
+);
+text_value!(
     /// The id of a model in the catalog.
     ModelId, "modelId", MAX_MODEL_ID_CHARS
 );

@@ -13,7 +13,6 @@ use super::{ApiResult, ContextExt, parse_id};
 use crate::auth::Viewer;
 use crate::chat;
 use crate::config::MAX_PAGE_SIZE_LIMIT;
-use crate::domain::access;
 use crate::domain::conversation::{self, Command};
 use crate::domain::ids::{ConversationId, UserId};
 use crate::domain::values::{MessageContent, ModelId, Sampling, SystemPrompt, Title};
@@ -21,7 +20,7 @@ use crate::error::{AppError, AppResult};
 use crate::llm::Catalog;
 use crate::storage::DbConn;
 use crate::storage::event_store;
-use crate::storage::projections::conversations::{self, ConversationRow, ListKey};
+use crate::storage::projections::conversations::{self, ConversationRow, ListKey, Listing};
 use crate::storage::projections::messages::{self, MessageRow};
 use crate::storage::projections::tool_calls;
 use crate::storage::projections::users;
@@ -36,7 +35,7 @@ fn page_cost(first: Option<i32>, node_cost: usize) -> usize {
 }
 
 /// A conversation with the assistant.
-pub struct Conversation(ConversationRow);
+pub struct Conversation(pub ConversationRow);
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 pub enum ConversationStatus {
@@ -106,7 +105,51 @@ impl Conversation {
         self.0.updated_at.0
     }
 
-    /// Messages, oldest first.
+    /// The conversation this one was forked from; null when it is not a fork, or the
+    /// viewer may no longer read the source (the fork keeps its history).
+    async fn forked_from(&self, ctx: &Context<'_>) -> ApiResult<Option<Conversation>> {
+        super::collaboration::forked_from(ctx, &self.0).await
+    }
+
+    /// The message the fork was made after (the last it inherits); null when it is not a
+    /// fork, or was forked before the first message.
+    async fn forked_at_message_id(&self) -> Option<ID> {
+        self.0.fork_message_id.map(|id| ID(id.0.to_string()))
+    }
+
+    /// Forks of this conversation that the viewer may read, most recent activity first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn forks(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, Conversation>> {
+        let viewer = ctx.viewer()?;
+        let limit = page_size(first, ctx.max_page_size())?;
+        let after_key = after.as_deref().map(parse_list_cursor).transpose()?;
+        let listing = Listing::ForksOf { source: self.0.conversation_id(), viewer: viewer.user_id };
+        let rows = conversations::list(&mut ctx.app().db.conn().await?, listing, after_key, limit as i64 + 1).await?;
+        Ok(page(rows, limit, after_key.is_some(), |row| list_cursor(row.list_key()), Conversation))
+    }
+
+    /// Who it is shared with (the owner is not listed).
+    async fn access(&self, ctx: &Context<'_>) -> ApiResult<Vec<super::collaboration::AccessGrant>> {
+        super::collaboration::grants(ctx, self.0.conversation_id()).await
+    }
+
+    async fn owner(&self, ctx: &Context<'_>) -> ApiResult<Option<super::collaboration::Person>> {
+        super::collaboration::person(ctx, self.0.owner()).await
+    }
+
+    /// What the viewer may do here.
+    async fn viewer_role(&self, ctx: &Context<'_>) -> ApiResult<super::collaboration::AccessRole> {
+        let member =
+            chat::membership::of(&mut ctx.app().db.conn().await?, ctx.viewer()?, self.0.conversation_id()).await?;
+        Ok(member.role.into())
+    }
+
+    /// Messages, oldest first: for a fork, the inherited history first.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn messages(
         &self,
@@ -324,10 +367,7 @@ pub struct SendMessageInput {
 
 /// The conversation if `viewer` may read it; otherwise NOT_FOUND, as if it did not exist.
 pub(super) async fn readable(conn: &mut DbConn, viewer: &Viewer, id: ConversationId) -> AppResult<ConversationRow> {
-    match conversations::find(conn, id).await? {
-        Some(row) if access::can_read(viewer.user_id, row.owner()) => Ok(row),
-        _ => Err(AppError::NotFound("conversation")),
-    }
+    Ok(chat::membership::of(conn, viewer, id).await?.conversation)
 }
 
 /// Runs a conversation command and returns the conversation as it is afterwards.
@@ -367,7 +407,8 @@ impl ConversationQuery {
         let after_key = after.as_deref().map(parse_list_cursor).transpose()?;
         let mut conn = ctx.app().db.conn().await?;
         let archived = archived.unwrap_or(false);
-        let rows = conversations::list(&mut conn, viewer.user_id, archived, after_key, limit as i64 + 1).await?;
+        let listing = Listing::Readable { viewer: viewer.user_id, archived };
+        let rows = conversations::list(&mut conn, listing, after_key, limit as i64 + 1).await?;
         Ok(page(rows, limit, after_key.is_some(), |row| list_cursor(row.list_key()), Conversation))
     }
 
@@ -437,6 +478,7 @@ impl ConversationMutation {
             sampling: Sampling::parse(input.temperature, input.max_tokens)?,
             model_id,
             system_prompt,
+            fork: None,
         };
         Ok(Conversation(chat::command(ctx.app(), viewer.actor(), ConversationId::new(), command).await?))
     }
@@ -469,27 +511,27 @@ impl ConversationMutation {
             merged(input.max_tokens, current.max_tokens),
         )?;
         let command = Command::ChangeSettings { model_id, system_prompt, sampling };
-        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), id, command).await?))
+        Ok(Conversation(chat::act(ctx.app(), viewer, id, command).await?))
     }
 
     async fn rename_conversation(&self, ctx: &Context<'_>, id: ID, title: String) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
         let id = conversation_id(&id)?;
         let title = Title::parse(&title)?;
-        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), id, Command::Rename { title }).await?))
+        Ok(Conversation(chat::act(ctx.app(), viewer, id, Command::Rename { title }).await?))
     }
 
     /// Makes a conversation read-only and moves it to the archived list.
     async fn archive_conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
         let id = conversation_id(&id)?;
-        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), id, Command::Archive).await?))
+        Ok(Conversation(chat::act(ctx.app(), viewer, id, Command::Archive).await?))
     }
 
     async fn unarchive_conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
         let id = conversation_id(&id)?;
-        Ok(Conversation(chat::command(ctx.app(), viewer.actor(), id, Command::Unarchive).await?))
+        Ok(Conversation(chat::act(ctx.app(), viewer, id, Command::Unarchive).await?))
     }
 
     /// Records the viewer's message and starts the assistant's reply, which streams
@@ -505,6 +547,6 @@ impl ConversationMutation {
     async fn cancel_stream(&self, ctx: &Context<'_>, conversation_id: ID) -> ApiResult<Conversation> {
         let viewer = ctx.viewer()?;
         let id = parse_id("conversationId", &conversation_id, ConversationId::parse)?;
-        Ok(Conversation(chat::cancel(ctx.app(), viewer.actor(), id).await?))
+        Ok(Conversation(chat::cancel(ctx.app(), viewer, id).await?))
     }
 }

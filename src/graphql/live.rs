@@ -25,6 +25,7 @@ use crate::error::AppError;
 use crate::storage::checkpoints;
 use crate::storage::event_store::{self, Cursor, RecordedEvent, Scope};
 use crate::storage::projections::users::{self, UserRow};
+use crate::storage::projections::{access, conversations};
 
 /// A piece of a reply being streamed. Join pieces by `offset` (characters before it).
 #[derive(SimpleObject, Clone)]
@@ -263,7 +264,7 @@ const VIEWER_BATCH: i64 = 500;
 
 /// The viewer's events after `cursor` (boxed, like [`actors_of`]).
 fn owned_after(app: &App, viewer: UserId, cursor: Cursor) -> BoxFuture<'_, Result<Vec<RecordedEvent>, AppError>> {
-    let scope = Scope::ConversationsOf(viewer.uuid());
+    let scope = Scope::Viewer(viewer);
     async move { Ok(event_store::read_after(&mut app.db.conn().await?, scope, cursor, VIEWER_BATCH).await?) }.boxed()
 }
 
@@ -287,7 +288,7 @@ impl LiveSubscription {
         // Boxed: this future's space stays in the subscription's allocation for as long
         // as the subscription lives.
         async { readable(&mut app.db.conn().await?, &viewer, id).await }.boxed().await?;
-        Ok(events(app, viewer.session_id, id, position))
+        Ok(events(app, viewer.user_id, viewer.session_id, id, position))
     }
 
     /// Changes to the viewer's conversations, for keeping a conversation list current on
@@ -360,7 +361,7 @@ fn viewer_events(
             };
             match wake {
                 Wake::Live(Ok(Published::Event(event))) => announced = announced.max(event.cursor()),
-                Wake::Live(Ok(Published::Delta(_)) | Err(RecvError::Lagged(_))) | Wake::Refill => {}
+                Wake::Live(Ok(Published::Delta(_) | Published::AccessChanged) | Err(RecvError::Lagged(_))) | Wake::Refill => {}
                 Wake::Live(Err(RecvError::Closed)) => break,
                 Wake::SessionEnded => Err(session_ended())?,
             }
@@ -389,6 +390,23 @@ async fn ends(mut ended: tokio::sync::watch::Receiver<bool>) {
     let _ = ended.changed().await;
 }
 
+/// Whether `viewer` may still read the conversation (boxed, like [`actors_of`]).
+fn still_readable(app: &App, id: ConversationId, viewer: UserId) -> BoxFuture<'_, Result<bool, AppError>> {
+    async move {
+        let mut conn = app.db.conn().await?;
+        let Some(row) = conversations::find(&mut conn, id).await? else { return Ok(false) };
+        Ok(access::role_of(&mut conn, id, row.owner(), viewer).await?.is_some())
+    }
+    .boxed()
+}
+
+/// The error that ends a subscription to a conversation the viewer may no longer read.
+fn shut_out() -> async_graphql::Error {
+    let mut error = async_graphql::Error::new("conversation not found");
+    error.extensions.get_or_insert_with(Default::default).set("code", "NOT_FOUND");
+    error
+}
+
 fn session_ended() -> async_graphql::Error {
     let mut error = async_graphql::Error::new("your session has ended; sign in again");
     error.extensions.get_or_insert_with(Default::default).set("code", "UNAUTHENTICATED");
@@ -400,6 +418,7 @@ fn session_ended() -> async_graphql::Error {
 /// one never holds the others back and never misses anything.
 fn events(
     app: Arc<App>,
+    viewer: UserId,
     session: SessionId,
     id: ConversationId,
     position: Position,
@@ -436,7 +455,18 @@ fn events(
                 }
             };
             let refill = match wake {
+                Wake::Live(Ok(Published::AccessChanged)) => {
+                    if !still_readable(&app, id, viewer).await? {
+                        Err(shut_out())?;
+                    }
+                    false
+                }
                 Wake::Live(Ok(Published::Event(event))) => {
+                    if matches!(event.event_type.as_str(), "AccessRevoked" | "MemberLeft")
+                        && !still_readable(&app, id, viewer).await?
+                    {
+                        Err(shut_out())?;
+                    }
                     if event.stream_version > subscriber.position.version + 1 {
                         // Commands publish after they commit, so a later version can arrive
                         // first: read the gap from the log instead of skipping it.
@@ -543,8 +573,9 @@ mod size {
             crate::config::Config::from_lookup(|key| (key == "DATABASE_URL").then(|| url.clone())).expect("config");
         let served = App::start(config).await.expect("app");
         // What a subscription holds while it waits, times the thousands that wait.
-        let stream = events(served.app.clone(), SessionId::new(), ConversationId::new(), Position::default());
-        assert!(std::mem::size_of_val(&stream) <= 1_280, "{} bytes", std::mem::size_of_val(&stream));
+        let stream =
+            events(served.app.clone(), UserId::new(), SessionId::new(), ConversationId::new(), Position::default());
+        assert!(std::mem::size_of_val(&stream) <= 1_312, "{} bytes", std::mem::size_of_val(&stream));
         let stream = viewer_events(served.app.clone(), UserId::new(), SessionId::new(), None);
         assert!(std::mem::size_of_val(&stream) <= 1_024, "{} bytes", std::mem::size_of_val(&stream));
     }

@@ -3,11 +3,14 @@
 pub mod account;
 mod admin;
 mod authentication;
+pub mod collaboration;
 pub mod conversation;
 pub mod error;
+pub mod groups;
 pub mod live;
 pub mod model;
 pub mod pagination;
+pub mod search;
 pub mod tools;
 
 use std::sync::Arc;
@@ -22,12 +25,22 @@ use crate::error::AppError;
 pub use error::{ApiError, ApiResult};
 
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery, conversation::ConversationQuery, model::ModelQuery, tools::ToolsQuery);
+pub struct Query(
+    account::AccountQuery,
+    conversation::ConversationQuery,
+    collaboration::CollaborationQuery,
+    groups::GroupsQuery,
+    search::SearchQuery,
+    model::ModelQuery,
+    tools::ToolsQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     account::AccountMutation,
     conversation::ConversationMutation,
+    collaboration::CollaborationMutation,
+    groups::GroupsMutation,
     admin::AdminMutation,
     tools::ToolsMutation,
 );

@@ -187,8 +187,9 @@ pub async fn load_stream_page(
 #[derive(Debug, Clone, Copy)]
 pub enum Scope {
     All,
-    /// The events of the conversations this user owns.
-    ConversationsOf(Uuid),
+    /// What changes this user's conversation list: the events of every conversation
+    /// they may read and of their groups, and those that shut them out of one.
+    Viewer(domain::ids::UserId),
 }
 
 /// Up to `limit` events in `scope` after `cursor`, in log order, never skipping one that
@@ -199,7 +200,8 @@ pub async fn read_after(
     cursor: Cursor,
     limit: i64,
 ) -> StoreResult<Vec<RecordedEvent>> {
-    use super::schema::conversations;
+    use super::projections::access::readable_by;
+    use super::schema::{conversations, group_members, user_groups};
     Ok(with_conn!(conn, |c| {
         let mut query = events::table
             .filter(
@@ -213,10 +215,38 @@ pub async fn read_after(
             .limit(limit)
             .select(RecordedEvent::as_select())
             .into_boxed();
-        if let Scope::ConversationsOf(owner) = scope {
-            let owned =
-                conversations::table.filter(conversations::owner_id.eq(DbUuid(owner))).select(conversations::id);
-            query = query.filter(events::stream_id.eq_any(owned));
+        if let Scope::Viewer(viewer) = scope {
+            let user = DbUuid(viewer.uuid());
+            let readable = conversations::table.filter(readable_by!(viewer)).select(conversations::id);
+            let member_of = group_members::table
+                .filter(group_members::user_id.eq(user))
+                .filter(group_members::active.eq(true))
+                .select(group_members::group_id);
+            let created = user_groups::table.filter(user_groups::creator_id.eq(user)).select(user_groups::id);
+            let field = |name: &str| match c.is_postgres() {
+                true => format!("payload->>'{name}'"),
+                false => format!("json_extract(payload, '$.{name}')"),
+            };
+            // Events that shut the viewer out, which they can no longer read otherwise.
+            let shut_out = sql::<Bool>(&format!(
+                "((event_type IN ('AccessRevoked', 'MemberLeft', 'GroupMemberRemoved') AND {} = ",
+                field("user_id")
+            ))
+            .bind::<diesel::sql_types::Text, _>(viewer.to_string())
+            .sql(&format!(
+                ") OR (event_type = 'AccessRevoked' AND {} IN (SELECT CAST(group_id AS TEXT) FROM group_members \
+                 WHERE active AND user_id = ",
+                field("group_id")
+            ))
+            .bind::<super::sql_types::Uuid, _>(user)
+            .sql(")))");
+            query = query.filter(
+                events::stream_id
+                    .eq_any(readable)
+                    .or(events::stream_id.eq_any(member_of))
+                    .or(events::stream_id.eq_any(created))
+                    .or(shut_out),
+            );
         }
         if c.is_postgres() {
             // Only transactions older than every one still running (see the module docs).

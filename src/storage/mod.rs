@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod event_store;
 pub mod projections;
 pub mod schema;
+pub mod search;
 pub mod secrets;
 pub mod sessions;
 pub mod snapshots;

@@ -51,6 +51,8 @@ diesel::table! {
         updated_at -> UtcTime,
         temperature -> Nullable<Double>,
         max_tokens -> Nullable<BigInt>,
+        forked_from_id -> Nullable<Uuid>,
+        fork_message_id -> Nullable<Uuid>,
     }
 }
 
@@ -196,7 +198,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::Uuid;
+
+    conversation_lineage (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        ancestor_id -> Uuid,
+        until_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    conversation_access (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        group_id -> Nullable<Uuid>,
+        role -> Text,
+        granted_by -> Nullable<Uuid>,
+        updated_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    user_groups (id) {
+        id -> Uuid,
+        name -> Text,
+        creator_id -> Uuid,
+        deleted -> Bool,
+        created_at -> UtcTime,
+        updated_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    group_members (id) {
+        id -> Uuid,
+        group_id -> Uuid,
+        user_id -> Uuid,
+        active -> Bool,
+        updated_at -> UtcTime,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    conversation_lineage,
+    conversation_access,
+    user_groups,
+    group_members,
     mcp_servers,
     tool_calls,
     tool_policies,

@@ -175,6 +175,7 @@ async fn commands_on_long_streams_use_snapshots(app: TestApp) {
         model_id: None,
         system_prompt: None,
         sampling: Default::default(),
+        fork: None,
     })
     .await;
     for n in 1..=40 {

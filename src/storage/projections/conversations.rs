@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use diesel_async::RunQueryDsl;
 
+use super::access::readable_by;
 use super::{RowChange, Table};
 use crate::domain::conversation::{Event, Status};
 use crate::domain::ids::{ConversationId, UserId};
@@ -30,6 +31,8 @@ pub struct ConversationRow {
     pub updated_at: DbTime,
     pub temperature: Option<f64>,
     pub max_tokens: Option<i64>,
+    pub forked_from_id: Option<DbUuid>,
+    pub fork_message_id: Option<DbUuid>,
 }
 
 impl ConversationRow {
@@ -39,6 +42,10 @@ impl ConversationRow {
 
     pub fn owner(&self) -> UserId {
         UserId::from_uuid(self.owner_id.0)
+    }
+
+    pub fn forked_from(&self) -> Option<ConversationId> {
+        self.forked_from_id.map(|id| ConversationId::from_uuid(id.0))
     }
 
     pub fn status(&self) -> Status {
@@ -120,7 +127,15 @@ impl Table for Conversations {
 pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<Conversations>> {
     let version = Some(stored.stream_version);
     let update = match event {
-        Event::ConversationCreated { owner_id, title, model_id, system_prompt, temperature, max_tokens } => {
+        Event::ConversationCreated {
+            owner_id,
+            title,
+            model_id,
+            system_prompt,
+            temperature,
+            max_tokens,
+            forked_from,
+        } => {
             return Some(RowChange::Insert(ConversationRow {
                 id: stored.stream_id,
                 owner_id: DbUuid(owner_id.uuid()),
@@ -129,12 +144,14 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
                 system_prompt: system_prompt.clone(),
                 status: Status::Active.as_str().to_owned(),
                 archived: false,
-                message_count: 0,
+                message_count: forked_from.as_ref().map_or(0, |origin| origin.seq),
                 version: stored.stream_version,
                 created_at: stored.occurred_at,
                 updated_at: stored.occurred_at,
                 temperature: *temperature,
                 max_tokens: *max_tokens,
+                forked_from_id: forked_from.as_ref().map(|origin| DbUuid(origin.conversation_id.uuid())),
+                fork_message_id: forked_from.as_ref().and_then(|origin| origin.message_id).map(|m| DbUuid(m.uuid())),
             }));
         }
         Event::ConversationRenamed { title } => ConversationUpdate {
@@ -188,6 +205,9 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
         | Event::ToolCallCompleted { status, .. } => {
             ConversationUpdate { status: Some(status.as_str().to_owned()), version, ..Default::default() }
         }
+        Event::AccessGranted { .. } | Event::AccessRevoked { .. } | Event::MemberLeft { .. } => {
+            ConversationUpdate { version, ..Default::default() }
+        }
     };
     Some(RowChange::Update(stored.stream_id, update))
 }
@@ -199,23 +219,35 @@ pub async fn find(conn: &mut DbConn, id: ConversationId) -> StoreResult<Option<C
     })?)
 }
 
-/// Up to `limit` of `owner`'s conversations after `after` in list order.
+/// Which conversations a list holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Listing {
+    /// Every conversation `viewer` may read, archived or not.
+    Readable { viewer: UserId, archived: bool },
+    /// The forks of a conversation that `viewer` may read.
+    ForksOf { source: ConversationId, viewer: UserId },
+}
+
+/// Up to `limit` conversations of a listing after `after` in list order.
 pub async fn list(
     conn: &mut DbConn,
-    owner: UserId,
-    archived: bool,
+    listing: Listing,
     after: Option<ListKey>,
     limit: i64,
 ) -> StoreResult<Vec<ConversationRow>> {
-    let owner = DbUuid(owner.uuid());
     Ok(with_conn!(conn, |c| {
         let mut query = conversations::table
-            .filter(conversations::owner_id.eq(owner))
-            .filter(conversations::archived.eq(archived))
+            .filter(match listing {
+                Listing::Readable { viewer, .. } | Listing::ForksOf { viewer, .. } => readable_by!(viewer),
+            })
             .order((conversations::updated_at.desc(), conversations::id.desc()))
             .limit(limit)
             .select(ConversationRow::as_select())
             .into_boxed();
+        query = match listing {
+            Listing::Readable { archived, .. } => query.filter(conversations::archived.eq(archived)),
+            Listing::ForksOf { source, .. } => query.filter(conversations::forked_from_id.eq(DbUuid(source.uuid()))),
+        };
         if let Some(key) = after {
             // A row-value comparison lets both databases seek the list index directly.
             query = query.filter(

@@ -7,11 +7,11 @@ use super::{RowChange, Table};
 use crate::domain::conversation::Event;
 use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::storage::event_store::RecordedEvent;
-use crate::storage::schema::messages;
+use crate::storage::schema::{conversation_lineage, messages};
 use crate::storage::sql_types::{DbTime, DbUuid};
 use crate::storage::{DbConn, StoreResult, insert_rows, with_conn};
 
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = messages)]
 pub struct MessageRow {
     pub id: DbUuid,
@@ -164,27 +164,57 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
         | Event::ConversationRenamed { .. }
         | Event::ConversationSettingsChanged { .. }
         | Event::ConversationArchived {}
-        | Event::ConversationUnarchived {} => None,
+        | Event::ConversationUnarchived {}
+        | Event::AccessGranted { .. }
+        | Event::AccessRevoked { .. }
+        | Event::MemberLeft { .. } => None,
     }
 }
 
-/// Up to `limit` messages of a conversation after sequence number `after_seq`, in order.
+/// Up to `limit` messages of a conversation's history after sequence number
+/// `after_seq`, in order: its own, and for a fork those it inherits.
 pub async fn list(
     conn: &mut DbConn,
     conversation: ConversationId,
     after_seq: i64,
     limit: i64,
 ) -> StoreResult<Vec<MessageRow>> {
+    history(conn, conversation, after_seq, None, limit).await
+}
+
+/// A message of a conversation's history (its own or inherited), if it is in it.
+pub async fn in_history(
+    conn: &mut DbConn,
+    conversation: ConversationId,
+    message: MessageId,
+) -> StoreResult<Option<MessageRow>> {
+    Ok(history(conn, conversation, 0, Some(message), 1).await?.pop())
+}
+
+async fn history(
+    conn: &mut DbConn,
+    conversation: ConversationId,
+    after_seq: i64,
+    only: Option<MessageId>,
+    limit: i64,
+) -> StoreResult<Vec<MessageRow>> {
     let conversation = DbUuid(conversation.uuid());
     Ok(with_conn!(conn, |c| {
-        messages::table
-            .filter(messages::conversation_id.eq(conversation))
+        let shown = conversation_lineage::ancestor_id
+            .eq(messages::conversation_id)
+            .and(messages::seq.le(conversation_lineage::until_seq));
+        let mut query = messages::table
+            .inner_join(conversation_lineage::table.on(shown))
+            .filter(conversation_lineage::conversation_id.eq(conversation))
             .filter(messages::seq.gt(after_seq))
             .order(messages::seq.asc())
             .limit(limit)
             .select(MessageRow::as_select())
-            .load(c)
-            .await
+            .into_boxed();
+        if let Some(message) = only {
+            query = query.filter(messages::id.eq(DbUuid(message.uuid())));
+        }
+        query.load(c).await
     })?)
 }
 

@@ -6,7 +6,10 @@
 //! changes in memory and writing rows in bulk. Both run the same projection logic, so a
 //! rebuild reproduces exactly what the write path built.
 
+pub mod access;
 pub mod conversations;
+pub mod groups;
+pub mod lineage;
 pub mod mcp_servers;
 pub mod messages;
 pub mod tool_calls;
@@ -15,6 +18,8 @@ pub mod users;
 
 use std::collections::HashMap;
 use std::future::Future;
+
+use sha2::{Digest, Sha256};
 
 use super::event_store::{self, RecordedEvent};
 use super::sql_types::DbUuid;
@@ -39,6 +44,20 @@ pub trait Table {
     fn clear(conn: &mut DbConn) -> impl Future<Output = StoreResult<()>> + Send + '_;
 }
 
+/// A row id derived from what the row is about, so that recording the same thing again
+/// replaces the row.
+pub fn derived_id(parts: &[&[u8]]) -> DbUuid {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    DbUuid(uuid::Uuid::from_bytes(bytes))
+}
+
 /// What one event does to one row of table `T`.
 pub enum RowChange<T: Table> {
     Insert(T::Row),
@@ -53,6 +72,10 @@ pub enum Change {
     ToolCall(RowChange<tool_calls::ToolCalls>),
     ToolPolicy(RowChange<tool_policies::ToolPolicies>),
     McpServer(RowChange<mcp_servers::McpServers>),
+    Lineage(RowChange<lineage::Lineage>),
+    Access(RowChange<access::Access>),
+    Group(RowChange<groups::Groups>),
+    Member(RowChange<groups::Members>),
 }
 
 /// The row changes an event makes, in order.
@@ -68,8 +91,15 @@ pub fn changes(stored: &RecordedEvent, event: &Event) -> Vec<Change> {
             .into_iter()
             .chain(messages::change(stored, event).map(Change::Message))
             .chain(tool_calls::change(stored, event).map(Change::ToolCall))
+            .chain(lineage::change(stored, event).into_iter().map(Change::Lineage))
+            .chain(access::change(stored, event).map(Change::Access))
             .collect(),
         Event::McpServer(event) => vec![Change::McpServer(mcp_servers::change(stored, event))],
+        Event::Group(event) => groups::group_change(stored, event)
+            .map(Change::Group)
+            .into_iter()
+            .chain(groups::member_change(stored, event).map(Change::Member))
+            .collect(),
     }
 }
 
@@ -90,6 +120,10 @@ pub async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Event) -> 
             Change::ToolCall(change) => write(conn, change).await?,
             Change::ToolPolicy(change) => write(conn, change).await?,
             Change::McpServer(change) => write(conn, change).await?,
+            Change::Lineage(change) => write(conn, change).await?,
+            Change::Access(change) => write(conn, change).await?,
+            Change::Group(change) => write(conn, change).await?,
+            Change::Member(change) => write(conn, change).await?,
         }
     }
     Ok(())
@@ -169,6 +203,10 @@ pub async fn rebuild_buffering(conn: &mut DbConn, buffer_rows: usize) -> StoreRe
     // Children first: messages reference conversations. Snapshots are derived state too.
     snapshots::clear(conn).await?;
     tool_calls::ToolCalls::clear(conn).await?;
+    lineage::Lineage::clear(conn).await?;
+    access::Access::clear(conn).await?;
+    groups::Members::clear(conn).await?;
+    groups::Groups::clear(conn).await?;
     tool_policies::ToolPolicies::clear(conn).await?;
     mcp_servers::McpServers::clear(conn).await?;
     messages::Messages::clear(conn).await?;
@@ -205,6 +243,10 @@ struct Rebuilding {
     tool_calls: Pending<tool_calls::ToolCalls>,
     tool_policies: Pending<tool_policies::ToolPolicies>,
     mcp_servers: Pending<mcp_servers::McpServers>,
+    lineage: Pending<lineage::Lineage>,
+    access: Pending<access::Access>,
+    groups: Pending<groups::Groups>,
+    members: Pending<groups::Members>,
 }
 
 impl Rebuilding {
@@ -216,6 +258,10 @@ impl Rebuilding {
             Change::ToolCall(change) => self.tool_calls.stage_or_write(conn, change).await,
             Change::ToolPolicy(change) => self.tool_policies.stage_or_write(conn, change).await,
             Change::McpServer(change) => self.mcp_servers.stage_or_write(conn, change).await,
+            Change::Lineage(change) => self.lineage.stage_or_write(conn, change).await,
+            Change::Access(change) => self.access.stage_or_write(conn, change).await,
+            Change::Group(change) => self.groups.stage_or_write(conn, change).await,
+            Change::Member(change) => self.members.stage_or_write(conn, change).await,
         }
     }
 
@@ -226,6 +272,10 @@ impl Rebuilding {
             + self.tool_calls.rows.len()
             + self.tool_policies.rows.len()
             + self.mcp_servers.rows.len()
+            + self.lineage.rows.len()
+            + self.access.rows.len()
+            + self.groups.rows.len()
+            + self.members.rows.len()
     }
 
     async fn flush(&mut self, conn: &mut DbConn) -> StoreResult<()> {
@@ -235,6 +285,10 @@ impl Rebuilding {
         self.messages.flush(conn).await?;
         self.tool_calls.flush(conn).await?;
         self.tool_policies.flush(conn).await?;
-        self.mcp_servers.flush(conn).await
+        self.mcp_servers.flush(conn).await?;
+        self.lineage.flush(conn).await?;
+        self.access.flush(conn).await?;
+        self.groups.flush(conn).await?;
+        self.members.flush(conn).await
     }
 }

@@ -1,0 +1,11 @@
+DROP TRIGGER messages_search_update;
+DROP TRIGGER messages_search_delete;
+DROP TRIGGER messages_search_insert;
+DROP TABLE message_search;
+DROP TABLE group_members;
+DROP TABLE user_groups;
+DROP TABLE conversation_access;
+DROP TABLE conversation_lineage;
+DROP INDEX conversations_forked_from_idx;
+ALTER TABLE conversations DROP COLUMN fork_message_id;
+ALTER TABLE conversations DROP COLUMN forked_from_id;

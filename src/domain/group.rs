@@ -1,0 +1,139 @@
+//! The group aggregate: a named set of users that conversations can be shared with.
+//! Its creator manages it; members see it.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::UserId;
+use super::values::GroupName;
+use super::{Actor, Aggregate, DomainEvent};
+
+#[derive(Debug)]
+pub enum Command {
+    Create { name: GroupName },
+    Delete,
+    AddMember { user_id: UserId },
+    RemoveMember { user_id: UserId },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    GroupCreated { creator_id: UserId, name: String },
+    GroupDeleted {},
+    GroupMemberAdded { user_id: UserId },
+    GroupMemberRemoved { user_id: UserId },
+}
+
+impl DomainEvent for Event {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Does not exist, was deleted, or the actor is not in it: the three look the same.
+    #[error("group not found")]
+    NotFound,
+    #[error("group already exists")]
+    AlreadyExists,
+    #[error("only the group's creator may change it")]
+    Forbidden,
+    #[error("that user is not a member of this group")]
+    NotAMember,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    creator: UserId,
+    members: Vec<UserId>,
+}
+
+// Snapshots of an older shape must fail to load rather than read as something else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    state: Option<State>,
+}
+
+impl Aggregate for Group {
+    type Command = Command;
+    type Event = Event;
+    type Rejection = Rejection;
+
+    fn decide(&self, actor: Actor, command: Command) -> Result<Vec<Event>, Rejection> {
+        if let Command::Create { name } = command {
+            let creator_id = actor.user_id().ok_or(Rejection::Forbidden)?;
+            return match self.state {
+                Some(_) => Err(Rejection::AlreadyExists),
+                None => Ok(vec![Event::GroupCreated { creator_id, name: name.into_inner() }]),
+            };
+        }
+        let state = self.state.as_ref().ok_or(Rejection::NotFound)?;
+        match actor.user_id() {
+            None => {}
+            Some(me) if me == state.creator => {}
+            Some(me) if state.members.contains(&me) => return Err(Rejection::Forbidden),
+            Some(_) => return Err(Rejection::NotFound),
+        }
+        Ok(match command {
+            Command::Create { .. } => unreachable!("handled above"),
+            Command::Delete => vec![Event::GroupDeleted {}],
+            Command::AddMember { user_id } if state.members.contains(&user_id) => vec![],
+            Command::AddMember { user_id } => vec![Event::GroupMemberAdded { user_id }],
+            Command::RemoveMember { user_id } if state.members.contains(&user_id) => {
+                vec![Event::GroupMemberRemoved { user_id }]
+            }
+            Command::RemoveMember { .. } => return Err(Rejection::NotAMember),
+        })
+    }
+
+    fn evolve(self, event: &Event) -> Self {
+        let state = match (self.state, event) {
+            (_, Event::GroupCreated { creator_id, .. }) => Some(State { creator: *creator_id, members: vec![] }),
+            (_, Event::GroupDeleted {}) | (None, _) => None,
+            (Some(mut state), Event::GroupMemberAdded { user_id }) => {
+                state.members.push(*user_id);
+                Some(state)
+            }
+            (Some(mut state), Event::GroupMemberRemoved { user_id }) => {
+                state.members.retain(|m| m != user_id);
+                Some(state)
+            }
+        };
+        Group { state }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(events: &[Event]) -> Group {
+        events.iter().fold(Group::default(), Group::evolve)
+    }
+
+    #[test]
+    fn the_creator_manages_members_see_others_do_not() {
+        let (creator, member, stranger) = (UserId::new(), UserId::new(), UserId::new());
+        let group = given(&[
+            Event::GroupCreated { creator_id: creator, name: "Team".into() },
+            Event::GroupMemberAdded { user_id: member },
+        ]);
+        let add = |user_id| Command::AddMember { user_id };
+        assert_eq!(
+            group.decide(Actor::User(creator), add(stranger)),
+            Ok(vec![Event::GroupMemberAdded { user_id: stranger }])
+        );
+        assert_eq!(group.decide(Actor::User(creator), add(member)), Ok(vec![]), "already a member");
+        assert_eq!(group.decide(Actor::User(member), add(stranger)), Err(Rejection::Forbidden));
+        assert_eq!(group.decide(Actor::User(stranger), Command::Delete), Err(Rejection::NotFound));
+        assert_eq!(group.decide(Actor::Admin(stranger), Command::Delete), Err(Rejection::NotFound));
+        let removed = Command::RemoveMember { user_id: stranger };
+        assert_eq!(group.decide(Actor::User(creator), removed), Err(Rejection::NotAMember));
+    }
+
+    #[test]
+    fn a_deleted_group_is_gone() {
+        let creator = UserId::new();
+        let group = given(&[Event::GroupCreated { creator_id: creator, name: "Team".into() }, Event::GroupDeleted {}]);
+        assert_eq!(group.decide(Actor::User(creator), Command::Delete), Err(Rejection::NotFound));
+    }
+}

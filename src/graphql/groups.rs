@@ -1,0 +1,171 @@
+//! Groups of users to share conversations with: their creator manages them, their
+//! members see them, nobody else learns they exist.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+
+use super::collaboration::Person;
+use super::pagination::{decode_cursor, encode_cursor, page, page_size};
+use super::{ApiResult, ContextExt, parse_id};
+use crate::app::App;
+use crate::auth::Viewer;
+use crate::chat;
+use crate::domain::group::{self, Command};
+use crate::domain::ids::{GroupId, UserId};
+use crate::domain::values::GroupName;
+use crate::error::{AppError, AppResult};
+use crate::storage::event_store::execute;
+use crate::storage::projections::groups::{self, GroupRow};
+use crate::storage::projections::users;
+
+/// A named set of users that conversations can be shared with.
+#[derive(Clone)]
+pub struct Group(pub GroupRow);
+
+#[Object]
+impl Group {
+    async fn id(&self) -> ID {
+        ID(self.0.group_id().to_string())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Who manages it.
+    async fn creator(&self, ctx: &Context<'_>) -> ApiResult<Option<Person>> {
+        super::collaboration::person(ctx, self.0.creator()).await
+    }
+
+    /// Its members, in the order they joined (the creator is a member only if added).
+    async fn members(&self, ctx: &Context<'_>) -> ApiResult<Vec<Person>> {
+        let mut conn = ctx.app().db.conn().await?;
+        let ids = groups::members(&mut conn, self.0.group_id()).await?;
+        let mut found = users::find_many(&mut conn, &ids).await?;
+        found.sort_by_key(|user| ids.iter().position(|id| *id == user.user_id()));
+        Ok(found.into_iter().map(Person::from).collect())
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.0
+    }
+}
+
+/// The group, if the viewer created it or belongs to it; NOT_FOUND otherwise.
+async fn visible(app: &App, viewer: &Viewer, id: GroupId) -> AppResult<GroupRow> {
+    let mut conn = app.db.conn().await?;
+    match groups::find(&mut conn, id).await? {
+        Some(row) if row.creator() == viewer.user_id => Ok(row),
+        Some(row) if groups::members(&mut conn, id).await?.contains(&viewer.user_id) => Ok(row),
+        _ => Err(AppError::NotFound("group")),
+    }
+}
+
+/// Runs a group command for the viewer and publishes what it recorded.
+async fn run(app: &App, viewer: &Viewer, id: GroupId, command: Command) -> AppResult<()> {
+    let actor = viewer.actor();
+    let events = app
+        .db
+        .write(|conn| {
+            async move { Ok::<_, AppError>(execute::<group::Group>(conn, id.uuid(), actor, command).await?) }.boxed()
+        })
+        .await?;
+    chat::publish(app, events).await;
+    Ok(())
+}
+
+/// A user who exists, to add to a group.
+async fn existing_user(app: &App, id: &ID) -> AppResult<UserId> {
+    let user = parse_id("userId", id, UserId::parse)?;
+    match users::find(&mut app.db.conn().await?, user).await? {
+        Some(row) if !row.disabled => Ok(user),
+        _ => Err(AppError::NotFound("user")),
+    }
+}
+
+fn group_id(id: &ID) -> AppResult<GroupId> {
+    parse_id("groupId", id, GroupId::parse)
+}
+
+#[derive(InputObject)]
+pub struct GroupMemberInput {
+    pub group_id: ID,
+    pub user_id: ID,
+}
+
+#[derive(Default)]
+pub struct GroupsQuery;
+
+#[Object]
+impl GroupsQuery {
+    /// The groups the viewer created or belongs to, by name.
+    async fn groups(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, Group>> {
+        let viewer = ctx.viewer()?;
+        let limit = page_size(first, ctx.max_page_size())?;
+        let after_key = after
+            .as_deref()
+            .map(|cursor| {
+                let inner = decode_cursor(cursor)?;
+                inner
+                    .rsplit_once('|')
+                    .and_then(|(name, id)| Some((name.to_owned(), uuid::Uuid::parse_str(id).ok()?)))
+                    .ok_or_else(|| AppError::bad_input("after", "is not a cursor from this server"))
+            })
+            .transpose()?;
+        let has_previous = after_key.is_some();
+        let mut conn = ctx.app().db.conn().await?;
+        let rows = groups::of_user(&mut conn, viewer.user_id, after_key, limit as i64 + 1).await?;
+        Ok(page(rows, limit, has_previous, |row| encode_cursor(&format!("{}|{}", row.name, row.id.0)), Group))
+    }
+
+    async fn group(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Group> {
+        let viewer = ctx.viewer()?;
+        Ok(Group(visible(ctx.app(), viewer, group_id(&id)?).await?))
+    }
+}
+
+#[derive(Default)]
+pub struct GroupsMutation;
+
+#[Object]
+impl GroupsMutation {
+    async fn create_group(&self, ctx: &Context<'_>, name: String) -> ApiResult<Group> {
+        let viewer = ctx.viewer()?;
+        let name = GroupName::parse(&name)?;
+        let id = GroupId::new();
+        run(ctx.app(), viewer, id, Command::Create { name }).await?;
+        Ok(Group(visible(ctx.app(), viewer, id).await?))
+    }
+
+    /// Deletes a group; what was shared with it is no longer shared with its members.
+    /// Returns its id.
+    async fn delete_group(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let viewer = ctx.viewer()?;
+        run(ctx.app(), viewer, group_id(&id)?, Command::Delete).await?;
+        Ok(id)
+    }
+
+    async fn add_group_member(&self, ctx: &Context<'_>, input: GroupMemberInput) -> ApiResult<Group> {
+        let viewer = ctx.viewer()?;
+        let id = group_id(&input.group_id)?;
+        visible(ctx.app(), viewer, id).await?;
+        let user_id = existing_user(ctx.app(), &input.user_id).await?;
+        run(ctx.app(), viewer, id, Command::AddMember { user_id }).await?;
+        Ok(Group(visible(ctx.app(), viewer, id).await?))
+    }
+
+    async fn remove_group_member(&self, ctx: &Context<'_>, input: GroupMemberInput) -> ApiResult<Group> {
+        let viewer = ctx.viewer()?;
+        let id = group_id(&input.group_id)?;
+        let user_id = parse_id("userId", &input.user_id, UserId::parse)?;
+        run(ctx.app(), viewer, id, Command::RemoveMember { user_id }).await?;
+        Ok(Group(visible(ctx.app(), viewer, id).await?))
+    }
+}
