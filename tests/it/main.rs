@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod authorization;
 mod cli;
+mod collaboration;
 mod conversations;
 mod event_store;
 mod http;

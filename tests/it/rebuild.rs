@@ -1,7 +1,9 @@
 //! `liteskill projections rebuild` reproduces the read tables exactly.
 
 use futures_util::FutureExt;
-use liteskill::storage::projections::{self, conversations, mcp_servers, messages, tool_calls, tool_policies, users};
+use liteskill::storage::projections::{
+    self, access, conversations, groups, lineage, mcp_servers, messages, tool_calls, tool_policies, users,
+};
 use serde_json::json;
 
 use crate::support::{TestApp, on_both_backends};
@@ -9,13 +11,16 @@ use crate::support::{TestApp, on_both_backends};
 async fn snapshot(app: &TestApp) -> String {
     let mut conn = app.db().conn().await.expect("connection");
     format!(
-        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         users::all(&mut conn).await.expect("users"),
         conversations::all(&mut conn).await.expect("conversations"),
         messages::all(&mut conn).await.expect("messages"),
         mcp_servers::all(&mut conn).await.expect("servers"),
         tool_calls::all(&mut conn).await.expect("calls"),
         tool_policies::all(&mut conn).await.expect("policies"),
+        lineage::all(&mut conn).await.expect("lineage"),
+        access::all(&mut conn).await.expect("access"),
+        groups::all(&mut conn).await.expect("groups"),
     )
 }
 
