@@ -2,6 +2,7 @@
 //! temporary SQLite file, or a new database on the PostgreSQL server named by
 //! `--database-url`, dropped afterwards).
 
+mod collaboration;
 mod storage;
 mod stream;
 
@@ -15,12 +16,15 @@ pub enum BenchCommand {
     /// Replies streamed from a simulated model to websocket subscribers: added latency,
     /// throughput, server CPU and memory; then memory with many idle subscriptions.
     Stream(stream::StreamArgs),
+    /// Forking a long conversation against a short one, and `searchMessages` latency.
+    Collaboration(collaboration::CollaborationArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Storage(args) => storage::run(args).await,
         BenchCommand::Stream(args) => stream::run(args).await,
+        BenchCommand::Collaboration(args) => collaboration::run(args).await,
     }
 }
 
