@@ -111,22 +111,16 @@ pub async fn messages(
                 .await?
         },
         sqlite: |c| {
-            // A bare column beside max() comes from the row holding the maximum. The
-            // readable matches are found first (a user reads a small part of the corpus,
-            // and a common word matches much of it); only they are ranked.
+            // A bare column beside max() comes from the row holding the maximum.
             let sql = format!(
                 "WITH readable AS ({readable}), \
                  visible AS (SELECT l.ancestor_id, max(l.until_seq) AS until_seq, l.conversation_id AS via \
-                   FROM conversation_lineage l JOIN readable r ON r.id = l.conversation_id GROUP BY l.ancestor_id), \
-                 candidates AS MATERIALIZED (SELECT m.key, v.via FROM visible v \
-                   JOIN messages m ON m.conversation_id = v.ancestor_id AND m.seq <= v.until_seq \
-                   WHERE m.key IN (SELECT rowid FROM message_search WHERE message_search MATCH ?1)) \
-                 SELECT {COLUMNS}, c.via, -bm25(message_search) AS score, \
+                   FROM conversation_lineage l JOIN readable r ON r.id = l.conversation_id GROUP BY l.ancestor_id) \
+                 SELECT {COLUMNS}, v.via, -bm25(message_search) AS score, \
                    snippet(message_search, 0, ?3, ?4, ' … ', 24) AS snippet \
-                 FROM message_search JOIN candidates c ON c.key = message_search.rowid \
-                   JOIN messages m ON m.key = message_search.rowid \
-                 WHERE message_search MATCH ?1 AND message_search.rowid IN (SELECT key FROM candidates) \
-                 ORDER BY score DESC, m.id LIMIT ?5 OFFSET ?6",
+                 FROM message_search JOIN messages m ON m.key = message_search.rowid \
+                   JOIN visible v ON m.conversation_id = v.ancestor_id AND m.seq <= v.until_seq \
+                 WHERE message_search MATCH ?1 ORDER BY score DESC, m.id LIMIT ?5 OFFSET ?6",
                 readable = READABLE.replace("{viewer}", "?2"),
             );
             diesel::sql_query(sql)
