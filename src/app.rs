@@ -1,13 +1,17 @@
 //! The one shared state of a running server, handed to every handler and resolver.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::auth::oidc::Oidc;
 use crate::auth::watch::SessionWatch;
 use crate::bus::Bus;
 use crate::chat::Replies;
 use crate::config::Config;
 use crate::crypto::SecretBox;
+use crate::domain::ids::UserId;
 use crate::graphql::{self, AppSchema};
+use crate::limits::{Slots, Throttle};
 use crate::llm::Catalog;
 use crate::mcp::registry::Registry;
 use crate::storage::Db;
@@ -22,6 +26,18 @@ pub struct App {
     pub mcp: Registry,
     /// Seals and opens stored credentials.
     pub secrets: SecretBox,
+    /// Failed sign-ins, per account and per client address.
+    pub logins: LoginThrottle,
+    /// Replies each user has streaming on this server.
+    pub streams: Slots<UserId>,
+    /// Sign-in with the configured OpenID Connect provider.
+    pub oidc: Option<Oidc>,
+}
+
+pub struct LoginThrottle {
+    /// By the email tried, lowercased, whether or not it has an account.
+    pub accounts: Throttle<String>,
+    pub addresses: Throttle<IpAddr>,
 }
 
 /// What the HTTP layer serves: the application and its schema.
@@ -32,6 +48,11 @@ pub struct Served {
 }
 
 impl App {
+    /// Ends the subscriptions and websockets of sessions, here and on the other servers.
+    pub fn end_sessions(&self, sessions: impl IntoIterator<Item = crate::domain::ids::SessionId>) {
+        sessions.into_iter().for_each(|session| self.end_session(session));
+    }
+
     /// Ends a session's subscriptions, here and on the other servers.
     pub fn end_session(&self, session: crate::domain::ids::SessionId) {
         self.sessions.end(session);
@@ -44,9 +65,16 @@ impl App {
         let db = Db::connect(&config.database_url, config.database_pool_size).await?;
         db.migrate().await?;
         let catalog = Catalog::from_config(&config.llm).await?;
+        let limits = config.limits;
         let app = Arc::new(App {
             mcp: Registry::new(&config.mcp),
             secrets: config.secret_box(),
+            logins: LoginThrottle {
+                accounts: Throttle::new(limits.login_failures_per_account, limits.login_window),
+                addresses: Throttle::new(limits.login_failures_per_address, limits.login_window),
+            },
+            streams: Slots::new(limits.streams_per_user),
+            oidc: config.oidc.clone().map(Oidc::new).transpose()?,
             config,
             db,
             catalog,

@@ -13,10 +13,11 @@ use crate::app::App;
 use crate::auth::accounts;
 use crate::config::{Config, random_base64};
 use crate::domain::Actor;
-use crate::domain::user::Role;
+use crate::domain::user::{self, Role};
 use crate::domain::values::{DisplayName, Email, ModelMask, Password};
 use crate::storage::Db;
-use crate::storage::projections::{self, users};
+use crate::storage::projections;
+use crate::storage::projections::users::{self, UserRow};
 
 #[derive(Parser)]
 #[command(name = "liteskill", version, about = "Self-hosted AI chat server with a GraphQL API")]
@@ -206,6 +207,12 @@ fn read_password() -> anyhow::Result<Password> {
     Ok(Password::parse(line.trim_end_matches(['\r', '\n']))?)
 }
 
+/// Runs an account command as the operator on the account with this email.
+async fn administer(db: &Db, email: &str, command: user::Command) -> anyhow::Result<UserRow> {
+    let user = accounts::find_by_email(db, email).await?.user_id();
+    Ok(accounts::administer(db, Actor::System, user, command, None).await?.user)
+}
+
 async fn user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
     let row = match command {
         UserCommand::Add { email, name, role } => {
@@ -222,14 +229,16 @@ async fn user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        UserCommand::SetRole { email, role } => accounts::set_role(db, &email, role).await?,
-        UserCommand::SetPassword { email } => accounts::set_password(db, &email, &read_password()?).await?,
-        UserCommand::Disable { email } => accounts::disable(db, &email).await?,
-        UserCommand::Enable { email } => accounts::enable(db, &email).await?,
+        UserCommand::SetPassword { email } => {
+            let user = accounts::find_by_email(db, &email).await?.user_id();
+            accounts::set_password(db, user, &read_password()?).await?.user
+        }
+        UserCommand::SetRole { email, role } => administer(db, &email, user::Command::SetRole { role }).await?,
+        UserCommand::Disable { email } => administer(db, &email, user::Command::Disable).await?,
+        UserCommand::Enable { email } => administer(db, &email, user::Command::Enable).await?,
         UserCommand::SetModelMask { email, mask } => {
             let mask = mask.as_deref().map(ModelMask::parse).transpose()?;
-            let user = accounts::find_by_email(db, &email).await?.user_id();
-            accounts::set_model_mask(db, Actor::System, user, mask).await?
+            administer(db, &email, user::Command::SetModelMask { mask }).await?
         }
     };
     let state = if row.disabled { "disabled" } else { "active" };

@@ -3,7 +3,7 @@
 //! details are logged and never shown.
 
 use crate::domain::values::Invalid;
-use crate::domain::{conversation, group, mcp_server, user};
+use crate::domain::{conversation, group, mcp_server, registration, user};
 use crate::storage::StoreError;
 use crate::storage::event_store::ExecuteError;
 
@@ -21,6 +21,9 @@ pub enum AppError {
     BadInput { field: Option<&'static str>, message: String },
     #[error("{message}")]
     Conflict { reason: &'static str, message: String },
+    /// Too many attempts or too much at once; `retry_after` says when to try again, if known.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: Option<std::time::Duration> },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -34,6 +37,7 @@ impl AppError {
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::BadInput { .. } => "BAD_USER_INPUT",
             AppError::Conflict { .. } => "CONFLICT",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -108,6 +112,17 @@ impl From<group::Rejection> for AppError {
             }
             group::Rejection::Forbidden => AppError::Forbidden("only the group's creator may change it"),
             group::Rejection::NotAMember => AppError::NotFound("group member"),
+        }
+    }
+}
+
+impl From<registration::Rejection> for AppError {
+    fn from(rejection: registration::Rejection) -> Self {
+        use registration::Rejection::*;
+        match rejection {
+            Forbidden => AppError::Forbidden("only an administrator may do this"),
+            NoSuchInvite => AppError::NotFound("invite"),
+            InviteInvalid | WrongEmail => AppError::bad_input("inviteCode", rejection.to_string()),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod limits;
 pub mod llm;
 pub mod mcp;
 pub mod relay;

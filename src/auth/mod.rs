@@ -1,7 +1,9 @@
 //! Identity: password hashing, sessions, accounts, and the [`Viewer`] a request acts as.
 
 pub mod accounts;
+pub mod oidc;
 pub mod password;
+pub mod registration;
 pub mod session;
 pub mod watch;
 

@@ -25,20 +25,30 @@ pub fn bearer(header: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }
 
-/// The session token in a `Cookie` header value.
-pub fn from_cookie_header(header: &str) -> Option<&str> {
+/// The value of cookie `name` in a `Cookie` header value.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header
         .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .find(|(key, _)| *key == name)
         .map(|(_, value)| value.trim())
         .filter(|v| !v.is_empty())
 }
 
+/// The session token in a `Cookie` header value.
+pub fn from_cookie_header(header: &str) -> Option<&str> {
+    cookie(header, COOKIE_NAME)
+}
+
+/// `Set-Cookie` value for an HttpOnly, SameSite=Lax cookie under `path`.
+pub fn cookie_header(name: &str, value: &str, path: &str, max_age_secs: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+}
+
 /// `Set-Cookie` value that stores `token` for `max_age_secs`.
 pub fn set_cookie(token: &str, max_age_secs: u64, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+    cookie_header(COOKIE_NAME, token, "/", max_age_secs, secure)
 }
 
 /// `Set-Cookie` value that removes the session cookie.

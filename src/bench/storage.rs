@@ -57,15 +57,13 @@ async fn measure(args: &StorageArgs, url: &str) -> anyhow::Result<()> {
     let backend = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
     println!("liteskill bench on {backend}");
 
-    let signed_in = crate::auth::accounts::register(
-        &app.db,
-        &app.config,
-        Email::parse("bench@example.com")?,
-        DisplayName::parse("Bench")?,
-        &Password::parse("bench password")?,
-        None,
-    )
-    .await?;
+    let registering = crate::auth::accounts::Registering {
+        email: Email::parse("bench@example.com")?,
+        name: DisplayName::parse("Bench")?,
+        password: Password::parse("bench password")?,
+        invite_code: None,
+    };
+    let signed_in = crate::auth::accounts::register(&app, registering, Default::default()).await?;
     let owner = signed_in.user.user_id();
 
     // One stream: every command waits for the previous one.
@@ -156,7 +154,7 @@ async fn turn(app: &Arc<App>, owner: UserId, id: ConversationId, n: usize) -> Re
 /// Times `conversations(first: 20)`, session check included: half first pages, half
 /// pages deep in the list.
 async fn list_latency(schema: &graphql::AppSchema, token: String, queries: usize) -> anyhow::Result<()> {
-    let credentials = Credentials { token: Some(token), user_agent: None };
+    let credentials = Credentials { token: Some(token), origin: Default::default() };
     let query = "query($after: String) { conversations(first: 20, after: $after) {
         edges { cursor node { id title status messageCount updatedAt } } pageInfo { hasNextPage } } }";
     let run = |after: Option<String>| {

@@ -6,15 +6,16 @@ pub mod branching;
 pub mod membership;
 mod recovery;
 mod reply;
+mod running;
 pub mod tools;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 
 pub use membership::{Membership, publish};
 pub use recovery::{keep_sweeping, sweep_stale_replies};
+pub use running::{Replies, keep_checkpointing};
 
 use crate::app::App;
 use crate::auth::Viewer;
@@ -27,6 +28,7 @@ use crate::domain::user;
 use crate::domain::values::MessageContent;
 use crate::domain::{self, Actor};
 use crate::error::{AppError, AppResult};
+use crate::limits::Slot;
 use crate::llm::Model;
 use crate::storage::checkpoints::{self, Checkpoint};
 use crate::storage::event_store::execute;
@@ -126,67 +128,6 @@ impl Reply {
             offset: skipped.iter().map(|p| p.chars().count()).sum(),
             text: text.pieces[after_seq as usize..].concat(),
         })
-    }
-}
-
-/// The replies streaming on this server, by conversation.
-#[derive(Default)]
-pub struct Replies {
-    running: Mutex<HashMap<ConversationId, Arc<Reply>>>,
-}
-
-impl Replies {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, Arc<Reply>>> {
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub fn get(&self, conversation: ConversationId) -> Option<Arc<Reply>> {
-        self.map().get(&conversation).cloned()
-    }
-
-    /// Registers a reply about to start, unless one runs in its conversation.
-    fn try_insert(&self, reply: Arc<Reply>) -> bool {
-        match self.map().entry(reply.conversation) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(vacant) => {
-                vacant.insert(reply);
-                true
-            }
-        }
-    }
-
-    /// Checkpoints of every reply streaming here, as they stand.
-    fn checkpoints(&self) -> Vec<Checkpoint> {
-        let now = domain::now();
-        self.map().values().map(|r| r.checkpoint(now)).collect()
-    }
-
-    fn remove(&self, reply: &Reply) {
-        let mut running = self.map();
-        if running.get(&reply.conversation).is_some_and(|r| std::ptr::eq(r.as_ref(), reply)) {
-            running.remove(&reply.conversation);
-        }
-    }
-}
-
-/// How often the text of streaming replies is saved.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Saves the text of every reply streaming on this server, in one transaction a second,
-/// which also tells other servers this one is alive; for as long as the application lives.
-pub async fn keep_checkpointing(app: std::sync::Weak<App>) {
-    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
-    loop {
-        every.tick().await;
-        let Some(app) = app.upgrade() else { return };
-        let saving = app.replies.checkpoints();
-        if saving.is_empty() {
-            continue;
-        }
-        let saved = app.db.write(move |conn| checkpoints::refresh_all(conn, saving).boxed()).await;
-        if let Err(error) = saved {
-            tracing::warn!(%error, "could not save the progress of streaming replies");
-        }
     }
 }
 
@@ -383,6 +324,13 @@ async fn begin(app: &Arc<App>, turn: Turn, commands: Vec<Command>) -> AppResult<
     // Registered before its start is recorded, so a cancel that comes right after the
     // start finds it here.
     let reply = register(app, id, status, reply_id).await?;
+    let slot = match stream_slot(app, actor) {
+        Ok(slot) => slot,
+        Err(error) => {
+            unregister(app, &reply);
+            return Err(error);
+        }
+    };
     let recorded = app
         .db
         .write(|conn| {
@@ -407,8 +355,30 @@ async fn begin(app: &Arc<App>, turn: Turn, commands: Vec<Command>) -> AppResult<
         }
     };
     publish(app, events).await;
-    tokio::spawn(reply::run(app.clone(), reply, Next::Reply { message_id: reply_id, model_id }));
+    spawn_run(app, reply, Next::Reply { message_id: reply_id, model_id }, slot);
     Ok(())
+}
+
+/// One of the replies `actor` may have streaming at once, taken until it is dropped.
+fn stream_slot(app: &App, actor: Actor) -> AppResult<Option<Slot<UserId>>> {
+    let Some(user) = actor.user_id() else { return Ok(None) };
+    let slot = app.streams.take(user).ok_or_else(|| AppError::RateLimited {
+        message: format!(
+            "you already have {} replies streaming; wait for one to finish, or cancel one",
+            app.streams.max()
+        ),
+        retry_after: None,
+    })?;
+    Ok(Some(slot))
+}
+
+/// Runs a turn from `next` in the background, holding `slot` until it stops.
+fn spawn_run(app: &Arc<App>, reply: Arc<Reply>, next: Next, slot: Option<Slot<UserId>>) {
+    let run = reply::run(app.clone(), reply, next);
+    tokio::spawn(async move {
+        run.await;
+        drop(slot);
+    });
 }
 
 /// Approves or rejects a tool call waiting for a decision, on behalf of someone who may
@@ -465,9 +435,17 @@ async fn advance(
 ) -> AppResult<ConversationRow> {
     let id = conversation.conversation_id();
     let reply = register(app, id, conversation.status(), tools::lease_id(id)).await?;
+    // Taken before the decision is recorded: a decision that cannot go on is refused whole.
+    let slot = match stream_slot(app, actor) {
+        Ok(slot) => slot,
+        Err(error) => {
+            unregister(app, &reply);
+            return Err(error);
+        }
+    };
     match record_with(app, actor, id, command, None, account).await {
         Ok((row, Some(next))) => {
-            tokio::spawn(reply::run(app.clone(), reply, next));
+            spawn_run(app, reply, next, slot);
             Ok(row)
         }
         Ok((row, None)) => {

@@ -14,6 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use files::{ConfiguredMcpServer, ModelSpec, Preset};
 
+use crate::domain::registration::Policy;
+
 /// Development generates missing secrets; production refuses to start without them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -21,11 +23,37 @@ pub enum Environment {
     Production,
 }
 
-/// Who may create an account through `register`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Registration {
-    Open,
-    Closed,
+/// Sign-in with an OpenID Connect provider.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    /// `$PUBLIC_URL/auth/oidc/callback`.
+    pub redirect_url: String,
+    pub scopes: Vec<String>,
+    /// Signs a provider account into the existing account with its email, when the
+    /// provider says the email is verified.
+    pub link_verified_email: bool,
+    /// Shown on the sign-in button.
+    pub display_name: String,
+}
+
+/// Limits that keep one client from exhausting the server.
+#[derive(Debug, Clone, Copy)]
+pub struct AbuseLimits {
+    /// Failed sign-ins per account within `login_window` before it is throttled.
+    pub login_failures_per_account: usize,
+    /// Failed sign-ins per client address within `login_window`.
+    pub login_failures_per_address: usize,
+    pub login_window: Duration,
+    /// Replies one user may have streaming at once (on each server).
+    pub streams_per_user: usize,
+    /// A websocket that has not sent `connection_init` within this long is closed.
+    pub websocket_init_timeout: Duration,
+    pub subscriptions_per_connection: usize,
+    /// Takes the client's address from the last `X-Forwarded-For` entry (behind a proxy).
+    pub trust_forwarded_for: bool,
 }
 
 /// Limits that keep one GraphQL request cheap.
@@ -101,8 +129,11 @@ pub struct Config {
     pub encryption_key: SecretString,
     /// Keys values sealed before a rotation still open with (`ENCRYPTION_KEYS_PREVIOUS`).
     pub previous_encryption_keys: Vec<SecretString>,
-    pub registration: Registration,
+    /// The registration policy until an administrator sets one.
+    pub registration: Policy,
     pub session_ttl: Duration,
+    pub oidc: Option<OidcSettings>,
+    pub limits: AbuseLimits,
     pub graphql: GraphqlLimits,
     pub max_body_bytes: usize,
     pub llm: LlmConfig,
@@ -140,15 +171,16 @@ impl Config {
         if environment == Environment::Production && var("PUBLIC_URL").is_none() {
             return Err(ConfigError("PUBLIC_URL must be set in production".into()));
         }
-        let registration = match var("REGISTRATION").as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("open") => Registration::Open,
-            Some("closed") => Registration::Closed,
-            Some(other) => return Err(ConfigError(format!("REGISTRATION must be open or closed, not {other}"))),
+        let registration = match var("REGISTRATION") {
+            None => Policy::Open,
+            Some(text) => Policy::parse(&text)
+                .ok_or_else(|| ConfigError(format!("REGISTRATION must be open, invite-only or closed, not {text}")))?,
         };
         let max_page_size = parse(&var, "GRAPHQL_MAX_PAGE_SIZE", 100)?;
         if !(1..=MAX_PAGE_SIZE_LIMIT).contains(&max_page_size) {
             return Err(ConfigError(format!("GRAPHQL_MAX_PAGE_SIZE must be between 1 and {MAX_PAGE_SIZE_LIMIT}")));
         }
+        let oidc = oidc(&var, &public_url)?;
         let mut generated_secrets = vec![];
         let secret_key_base = secret_key_base(environment, var("SECRET_KEY_BASE"), &mut generated_secrets)?;
         let encryption_key = encryption_key(environment, var("ENCRYPTION_KEY"), &mut generated_secrets)?;
@@ -184,6 +216,16 @@ impl Config {
             },
             registration,
             session_ttl: Duration::from_secs(3600 * parse::<u64>(&var, "SESSION_TTL_HOURS", 24 * 30)?),
+            oidc,
+            limits: AbuseLimits {
+                login_failures_per_account: parse(&var, "LOGIN_MAX_FAILURES", 10)?,
+                login_failures_per_address: parse(&var, "LOGIN_MAX_FAILURES_PER_ADDRESS", 50)?,
+                login_window: Duration::from_secs(parse(&var, "LOGIN_WINDOW_SECS", 900)?),
+                streams_per_user: parse(&var, "MAX_STREAMS_PER_USER", 4)?,
+                websocket_init_timeout: Duration::from_secs(parse(&var, "WS_INIT_TIMEOUT_SECS", 10)?),
+                subscriptions_per_connection: parse(&var, "WS_MAX_SUBSCRIPTIONS", 100)?,
+                trust_forwarded_for: parse(&var, "TRUST_X_FORWARDED_FOR", false)?,
+            },
             graphql: GraphqlLimits {
                 max_depth: parse(&var, "GRAPHQL_MAX_DEPTH", 12)?,
                 max_complexity: parse(&var, "GRAPHQL_MAX_COMPLEXITY", 5_000)?,
@@ -226,6 +268,22 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
     }
+}
+
+/// OpenID Connect, when `OIDC_ISSUER` is set.
+fn oidc(var: &impl Fn(&str) -> Option<String>, public_url: &str) -> Result<Option<OidcSettings>, ConfigError> {
+    let Some(issuer) = var("OIDC_ISSUER") else { return Ok(None) };
+    let client_id = var("OIDC_CLIENT_ID").ok_or_else(|| ConfigError("OIDC_ISSUER needs OIDC_CLIENT_ID".into()))?;
+    let scopes = var("OIDC_SCOPES").unwrap_or_else(|| "openid email profile".into());
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret: var("OIDC_CLIENT_SECRET").map(SecretString::from),
+        redirect_url: format!("{}/auth/oidc/callback", public_url.trim_end_matches('/')),
+        scopes: scopes.split([' ', ',']).filter(|s| !s.is_empty() && *s != "openid").map(str::to_owned).collect(),
+        link_verified_email: parse(var, "OIDC_LINK_VERIFIED_EMAIL", false)?,
+        display_name: var("OIDC_DISPLAY_NAME").unwrap_or_else(|| "single sign-on".into()),
+    }))
 }
 
 /// The models of a comma-separated list of ids.

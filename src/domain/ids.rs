@@ -83,6 +83,10 @@ id_type!(
     /// A group of users that conversations can be shared with.
     GroupId
 );
+id_type!(
+    /// An administrator's invitation to create an account.
+    InviteId
+);
 
 #[cfg(test)]
 mod tests {

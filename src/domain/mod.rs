@@ -7,6 +7,7 @@ pub mod conversation;
 pub mod group;
 pub mod ids;
 pub mod mcp_server;
+pub mod registration;
 pub mod user;
 pub mod values;
 
@@ -60,6 +61,7 @@ pub enum Event {
     User(user::Event),
     McpServer(mcp_server::Event),
     Group(group::Event),
+    Registration(registration::Event),
 }
 
 /// The current time, truncated to the microsecond precision both databases store.
@@ -135,7 +137,11 @@ impl Event {
             Err(DecodeError::UnknownType(_)) => {}
             other => return other.map(Event::McpServer),
         }
-        decode_as(event_type, event_version, payload).map(Event::Group)
+        match decode_as(event_type, event_version, payload) {
+            Err(DecodeError::UnknownType(_)) => {}
+            other => return other.map(Event::Group),
+        }
+        decode_as(event_type, event_version, payload).map(Event::Registration)
     }
 }
 
@@ -156,6 +162,7 @@ mod tests {
                 Event::User(e) => encode(e),
                 Event::McpServer(e) => encode(e),
                 Event::Group(e) => encode(e),
+                Event::Registration(e) => encode(e),
             };
             let decoded = Event::decode(&encoded.event_type, encoded.event_version, &encoded.payload);
             assert_eq!(decoded.ok(), Some(event), "{encoded:?}");

@@ -38,6 +38,17 @@ pub enum Command {
         email: Email,
         name: DisplayName,
         role: Role,
+        /// The identity provider's account it signs in with, if any.
+        identity: Option<Identity>,
+    },
+    /// Lets the account sign in with an identity provider's account too.
+    LinkIdentity {
+        identity: Identity,
+    },
+    /// New name or email, as the identity provider now has them.
+    UpdateProfile {
+        name: Option<DisplayName>,
+        email: Option<Email>,
     },
     SetRole {
         role: Role,
@@ -57,10 +68,19 @@ pub enum Command {
     },
 }
 
+/// An account at an OpenID Connect provider: its issuer and subject identify it for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum Event {
     UserRegistered { email: String, name: String, role: Role },
+    UserIdentityLinked { issuer: String, subject: String },
+    UserProfileChanged { name: Option<String>, email: Option<String> },
     UserRoleChanged { role: Role },
     UserPasswordChanged {},
     UserDisabled {},
@@ -103,16 +123,27 @@ impl Aggregate for User {
     type Rejection = Rejection;
 
     fn decide(&self, actor: Actor, command: Command) -> Result<Vec<Event>, Rejection> {
-        if let Command::Register { email, name, role } = command {
+        if let Command::Register { email, name, role, identity } = command {
             if self.state.is_some() {
                 return Err(Rejection::AlreadyExists);
             }
-            return Ok(vec![Event::UserRegistered { email: email.as_str().to_owned(), name: name.into_inner(), role }]);
+            let registered = Event::UserRegistered { email: email.as_str().to_owned(), name: name.into_inner(), role };
+            let linked = identity.map(|Identity { issuer, subject }| Event::UserIdentityLinked { issuer, subject });
+            return Ok(std::iter::once(registered).chain(linked).collect());
         }
         let state = self.state.as_ref().ok_or(Rejection::NotFound)?;
         let operator = matches!(actor, Actor::System | Actor::Admin(_));
         match command {
             Command::Register { .. } => unreachable!("handled above"),
+            // The caller has verified the provider's token for this account.
+            Command::LinkIdentity { identity: Identity { issuer, subject } } => {
+                Ok(vec![Event::UserIdentityLinked { issuer, subject }])
+            }
+            Command::UpdateProfile { name: None, email: None } => Ok(vec![]),
+            Command::UpdateProfile { name, email } => Ok(vec![Event::UserProfileChanged {
+                name: name.map(DisplayName::into_inner),
+                email: email.map(|email| email.as_str().to_owned()),
+            }]),
             Command::SetRole { role } if operator => {
                 Ok(if state.role == role { vec![] } else { vec![Event::UserRoleChanged { role }] })
             }
@@ -140,7 +171,10 @@ impl Aggregate for User {
             (_, Event::UserRegistered { role, .. }) => State { role: *role, disabled: false, model_mask: None },
             (None, _) => return User { state: None },
             (Some(state), Event::UserRoleChanged { role }) => State { role: *role, ..state },
-            (Some(state), Event::UserPasswordChanged {}) => state,
+            (
+                Some(state),
+                Event::UserPasswordChanged {} | Event::UserIdentityLinked { .. } | Event::UserProfileChanged { .. },
+            ) => state,
             (Some(state), Event::UserDisabled {}) => State { disabled: true, ..state },
             (Some(state), Event::UserEnabled {}) => State { disabled: false, ..state },
             (Some(state), Event::UserModelMaskChanged { mask }) => State { model_mask: mask.clone(), ..state },
@@ -165,6 +199,7 @@ mod tests {
             email: Email::parse("a@b.c").expect("valid"),
             name: DisplayName::parse("A").expect("valid"),
             role: Role::User,
+            identity: None,
         };
         assert_eq!(User::default().decide(Actor::System, command()).map(|e| e.len()), Ok(1));
         assert_eq!(registered().decide(Actor::System, command()), Err(Rejection::AlreadyExists));
@@ -203,6 +238,19 @@ mod tests {
         let disabled = registered().evolve(&Event::UserDisabled {});
         assert_eq!(disabled.decide(Actor::System, Command::Disable), Ok(vec![]));
         assert_eq!(disabled.decide(Actor::System, Command::Enable), Ok(vec![Event::UserEnabled {}]));
+    }
+
+    #[test]
+    fn registering_through_a_provider_links_its_account() {
+        let identity = Identity { issuer: "https://idp.example".into(), subject: "42".into() };
+        let command = Command::Register {
+            email: Email::parse("a@b.c").expect("valid"),
+            name: DisplayName::parse("A").expect("valid"),
+            role: Role::User,
+            identity: Some(identity),
+        };
+        let events = User::default().decide(Actor::System, command).expect("registered");
+        assert_eq!(events[1], Event::UserIdentityLinked { issuer: "https://idp.example".into(), subject: "42".into() });
     }
 
     #[test]

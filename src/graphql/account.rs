@@ -1,10 +1,11 @@
-//! Accounts: `me`, `register`, `login`, `logout`.
+//! Accounts: `me`, `signInOptions`, `register`, `login`, `logout`.
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::{ApiResult, ContextExt};
-use crate::auth::{accounts, session};
+use crate::auth::{accounts, registration, session};
+use crate::domain::registration::Policy;
 use crate::domain::user::Role;
 use crate::domain::values::{DisplayName, Email, Password};
 use crate::storage::projections::users::{self, UserRow};
@@ -19,6 +20,8 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// The models the user may use, as a regular expression; null allows all.
     pub model_mask: Option<String>,
+    /// A disabled account cannot sign in.
+    pub disabled: bool,
 }
 
 impl From<UserRow> for User {
@@ -30,6 +33,7 @@ impl From<UserRow> for User {
             name: row.name,
             created_at: row.created_at.0,
             model_mask: row.model_mask,
+            disabled: row.disabled,
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct RegisterInput {
     pub email: String,
     pub password: String,
     pub name: String,
+    /// Needed when registration is by invite.
+    pub invite_code: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -82,6 +88,65 @@ impl AccountQuery {
         let user = users::find(&mut conn, viewer.user_id).await?;
         Ok(user.ok_or(crate::error::AppError::Unauthenticated)?.into())
     }
+
+    /// How one may sign in and register here: for a sign-in page, before signing in.
+    async fn sign_in_options(&self, ctx: &Context<'_>) -> ApiResult<SignInOptions> {
+        let app = ctx.app();
+        let policy = registration::policy(&mut app.db.conn().await?, &app.config).await?;
+        Ok(SignInOptions {
+            registration: policy.into(),
+            single_sign_on: app.oidc.as_ref().map(|oidc| SingleSignOn {
+                name: oidc.display_name().to_owned(),
+                login_url: "/auth/oidc/login".into(),
+            }),
+        })
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct SignInOptions {
+    pub registration: RegistrationPolicy,
+    /// Null when no identity provider is configured.
+    pub single_sign_on: Option<SingleSignOn>,
+}
+
+/// Sign-in with the organization's identity provider: send the browser to `loginUrl`
+/// (add `?invite=CODE` when registration is by invite).
+#[derive(SimpleObject)]
+pub struct SingleSignOn {
+    pub name: String,
+    pub login_url: String,
+}
+
+/// Who may create an account.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum RegistrationPolicy {
+    /// Anyone.
+    Open,
+    /// Whoever has an invite from an administrator.
+    InviteOnly,
+    /// Nobody: administrators create accounts with the command line.
+    Closed,
+}
+
+impl From<Policy> for RegistrationPolicy {
+    fn from(policy: Policy) -> Self {
+        match policy {
+            Policy::Open => RegistrationPolicy::Open,
+            Policy::InviteOnly => RegistrationPolicy::InviteOnly,
+            Policy::Closed => RegistrationPolicy::Closed,
+        }
+    }
+}
+
+impl From<RegistrationPolicy> for Policy {
+    fn from(policy: RegistrationPolicy) -> Self {
+        match policy {
+            RegistrationPolicy::Open => Policy::Open,
+            RegistrationPolicy::InviteOnly => Policy::InviteOnly,
+            RegistrationPolicy::Closed => Policy::Closed,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -91,19 +156,21 @@ pub struct AccountMutation;
 impl AccountMutation {
     /// Creates an account and signs it in. The first account becomes the administrator.
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> ApiResult<AuthPayload> {
-        let email = Email::parse(&input.email)?;
-        let name = DisplayName::parse(&input.name)?;
-        let password = Password::parse(&input.password)?;
-        let app = ctx.app();
-        let user_agent = ctx.request().user_agent.clone();
-        let signed_in = accounts::register(&app.db, &app.config, email, name, &password, user_agent).await?;
+        let registering = accounts::Registering {
+            email: Email::parse(&input.email)?,
+            name: DisplayName::parse(&input.name)?,
+            password: Password::parse(&input.password)?,
+            invite_code: input.invite_code.as_deref(),
+        };
+        let signed_in = accounts::register(ctx.app(), registering, ctx.request().origin.clone()).await?;
         Ok(signed_in_payload(ctx, signed_in))
     }
 
+    /// Signs in with a password. Repeated failures for an account, or from one address,
+    /// are refused for a while with `RATE_LIMITED` (`extensions.retryAfterSeconds`).
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> ApiResult<AuthPayload> {
-        let app = ctx.app();
-        let user_agent = ctx.request().user_agent.clone();
-        let signed_in = accounts::login(&app.db, &app.config, &input.email, &input.password, user_agent).await?;
+        let origin = ctx.request().origin.clone();
+        let signed_in = accounts::login(ctx.app(), &input.email, &input.password, origin).await?;
         Ok(signed_in_payload(ctx, signed_in))
     }
 

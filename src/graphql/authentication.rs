@@ -43,7 +43,7 @@ impl Extension for Authentication {
             })?,
             _ => None,
         };
-        request.data.insert(RequestContext { viewer, user_agent: credentials.user_agent });
+        request.data.insert(RequestContext { viewer, origin: credentials.origin });
         next.run(ctx, request).await
     }
 }

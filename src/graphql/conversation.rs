@@ -7,7 +7,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object
 use chrono::{DateTime, Utc};
 
 use super::account::User;
-use super::pagination::{decode_cursor, encode_cursor, page, page_size, position_after, position_cursor};
+use super::pagination::{page, page_size, parse_time_cursor, position_after, position_cursor, time_cursor};
 use super::tools::ToolCall;
 use super::{ApiResult, ContextExt, parse_id};
 use crate::auth::Viewer;
@@ -376,15 +376,11 @@ fn conversation_id(id: &ID) -> AppResult<ConversationId> {
 }
 
 fn list_cursor(key: ListKey) -> String {
-    encode_cursor(&format!("{}|{}", key.updated_at.timestamp_micros(), key.id))
+    time_cursor(key.updated_at, key.id)
 }
 
 fn parse_list_cursor(cursor: &str) -> AppResult<ListKey> {
-    let invalid = || AppError::bad_input("after", "is not a cursor from this server");
-    let inner = decode_cursor(cursor)?;
-    let (micros, id) = inner.split_once('|').ok_or_else(invalid)?;
-    let updated_at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
+    let (updated_at, id) = parse_time_cursor(cursor)?;
     Ok(ListKey { updated_at, id })
 }
 

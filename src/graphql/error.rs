@@ -40,6 +40,9 @@ impl From<ApiError> for async_graphql::Error {
         match error.as_ref() {
             AppError::Conflict { reason, .. } => extensions.set("reason", *reason),
             AppError::BadInput { field: Some(field), .. } => extensions.set("field", *field),
+            AppError::RateLimited { retry_after: Some(after), .. } => {
+                extensions.set("retryAfterSeconds", after.as_secs_f64().ceil() as u64)
+            }
             _ => {}
         }
         gql

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_graphql::{Context, ID, SimpleObject, Subscription, Union};
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, Stream};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::account::User;
@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::bus::{Delta, Published, Topic};
 use crate::domain::ids::{ConversationId, MessageId, SessionId, UserId};
 use crate::error::AppError;
+use crate::limits::Slot;
 use crate::storage::checkpoints;
 use crate::storage::event_store::{self, Cursor, RecordedEvent, Scope};
 use crate::storage::projections::users::{self, UserRow};
@@ -288,7 +289,8 @@ impl LiveSubscription {
         // Boxed: this future's space stays in the subscription's allocation for as long
         // as the subscription lives.
         async { readable(&mut app.db.conn().await?, &viewer, id).await }.boxed().await?;
-        Ok(events(app, viewer.user_id, viewer.session_id, id, position))
+        let slot = ctx.subscription_slot()?;
+        Ok(holding(slot, events(app, viewer.user_id, viewer.session_id, id, position)))
     }
 
     /// Changes to the viewer's conversations, for keeping a conversation list current on
@@ -310,8 +312,17 @@ impl LiveSubscription {
                     .ok_or_else(|| AppError::bad_input("after", "is not a cursor from this server"))
             })
             .transpose()?;
-        Ok(viewer_events(ctx.app().clone(), user, session, after))
+        let slot = ctx.subscription_slot()?;
+        Ok(holding(slot, viewer_events(ctx.app().clone(), user, session, after)))
     }
+}
+
+/// `stream`, keeping `slot` taken for as long as it lives.
+fn holding<T>(slot: Option<Slot<()>>, stream: impl Stream<Item = T>) -> impl Stream<Item = T> {
+    stream.map(move |item| {
+        let _held = &slot;
+        item
+    })
 }
 
 /// Sends the viewer's events from the log, in log order, after `after` (or from now).

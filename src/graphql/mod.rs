@@ -11,6 +11,7 @@ pub mod live;
 pub mod model;
 pub mod pagination;
 pub mod search;
+pub mod sessions;
 pub mod tools;
 
 use std::sync::Arc;
@@ -19,8 +20,10 @@ use async_graphql::{Context, ID, MergedObject, MergedSubscription, Schema};
 
 use crate::app::App;
 use crate::auth::Viewer;
+use crate::auth::accounts::Origin;
 use crate::domain::ids::InvalidId;
 use crate::error::AppError;
+use crate::limits::{Slot, Slots};
 
 pub use error::{ApiError, ApiResult};
 
@@ -33,6 +36,8 @@ pub struct Query(
     search::SearchQuery,
     model::ModelQuery,
     tools::ToolsQuery,
+    sessions::SessionsQuery,
+    admin::AdminQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -43,6 +48,7 @@ pub struct Mutation(
     groups::GroupsMutation,
     admin::AdminMutation,
     tools::ToolsMutation,
+    sessions::SessionsMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -55,7 +61,16 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     pub token: Option<String>,
-    pub user_agent: Option<String>,
+    pub origin: Origin,
+}
+
+/// The subscriptions one websocket may hold at once.
+pub struct ConnectionSlots(Slots<()>);
+
+impl ConnectionSlots {
+    pub fn new(max: usize) -> Self {
+        ConnectionSlots(Slots::new(max))
+    }
 }
 
 /// Who is asking, resolved from the [`Credentials`] for every operation, so a session
@@ -63,7 +78,7 @@ pub struct Credentials {
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     pub viewer: Option<Viewer>,
-    pub user_agent: Option<String>,
+    pub origin: Origin,
 }
 
 /// The schema with its limits, serving `app`.
@@ -93,6 +108,10 @@ pub trait ContextExt {
         self.request().viewer.as_ref().ok_or(AppError::Unauthenticated)
     }
 
+    /// A place for one more subscription on this connection (HTTP has no limit: it
+    /// carries no subscriptions).
+    fn subscription_slot(&self) -> Result<Option<Slot<()>>, AppError>;
+
     /// The largest page a list may return.
     fn max_page_size(&self) -> usize {
         self.app().config.graphql.max_page_size
@@ -104,8 +123,18 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<Arc<App>>()
     }
 
+    fn subscription_slot(&self) -> Result<Option<Slot<()>>, AppError> {
+        let Some(ConnectionSlots(slots)) = self.data_opt::<ConnectionSlots>() else { return Ok(None) };
+        let slot = slots.take(()).ok_or_else(|| AppError::RateLimited {
+            message: format!("at most {} subscriptions may be open on one connection", slots.max()),
+            retry_after: None,
+        })?;
+        Ok(Some(slot))
+    }
+
     fn request(&self) -> &RequestContext {
-        static ANONYMOUS: RequestContext = RequestContext { viewer: None, user_agent: None };
+        static ANONYMOUS: RequestContext =
+            RequestContext { viewer: None, origin: Origin { user_agent: None, address: None } };
         self.data_opt::<RequestContext>().unwrap_or(&ANONYMOUS)
     }
 }

@@ -4,6 +4,8 @@ use async_graphql::OutputType;
 use async_graphql::connection::{Connection, Edge};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::error::AppError;
 
@@ -50,6 +52,20 @@ pub fn position_cursor(position: i64) -> String {
     encode_cursor(&position.to_string())
 }
 
+/// A keyset cursor for lists ordered by a time and then an id.
+pub fn time_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    encode_cursor(&format!("{}|{id}", at.timestamp_micros()))
+}
+
+/// The time and id of a [`time_cursor`].
+pub fn parse_time_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    let invalid = || AppError::bad_input("after", "is not a cursor from this server");
+    let inner = decode_cursor(cursor)?;
+    let (micros, id) = inner.split_once('|').ok_or_else(invalid)?;
+    let at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
 /// A page from `rows` fetched with one row beyond `limit`, which tells whether more follow.
 pub fn page<R, N: OutputType>(
     mut rows: Vec<R>,
@@ -86,5 +102,8 @@ mod tests {
         assert_eq!(position_after(None).ok(), Some(0));
         assert!(position_after(Some(&encode_cursor("-3"))).is_err());
         assert!(position_after(Some(&encode_cursor("x"))).is_err());
+        let (at, id) = (chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("time"), Uuid::new_v4());
+        assert_eq!(parse_time_cursor(&time_cursor(at, id)).ok(), Some((at, id)));
+        assert!(parse_time_cursor(&encode_cursor("12|not-an-id")).is_err());
     }
 }

@@ -102,6 +102,8 @@ diesel::table! {
         created_at -> UtcTime,
         last_seen_at -> UtcTime,
         expires_at -> UtcTime,
+        method -> Text,
+        client_address -> Nullable<Text>,
     }
 }
 
@@ -252,7 +254,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    user_identities (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        issuer -> Text,
+        subject -> Text,
+        created_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    registration_settings (id) {
+        id -> Uuid,
+        policy -> Text,
+        updated_at -> UtcTime,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    invites (id) {
+        id -> Uuid,
+        code_hash -> Text,
+        email -> Nullable<Text>,
+        role -> Text,
+        created_by -> Nullable<Uuid>,
+        created_at -> UtcTime,
+        expires_at -> UtcTime,
+        status -> Text,
+        redeemed_by -> Nullable<Uuid>,
+        updated_at -> UtcTime,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    user_identities,
+    registration_settings,
+    invites,
     conversation_lineage,
     conversation_access,
     user_groups,

@@ -21,6 +21,9 @@ pub struct SessionRow {
     pub created_at: DbTime,
     pub last_seen_at: DbTime,
     pub expires_at: DbTime,
+    /// `password` or `oidc`.
+    pub method: String,
+    pub client_address: Option<String>,
 }
 
 impl SessionRow {
@@ -80,10 +83,32 @@ pub async fn delete(conn: &mut DbConn, id: SessionId) -> StoreResult<()> {
     Ok(())
 }
 
-/// Ends every session of a user; returns how many there were.
-pub async fn delete_for_user(conn: &mut DbConn, user: UserId) -> StoreResult<usize> {
-    let rows = sessions::table.filter(sessions::user_id.eq(DbUuid(user.uuid())));
-    Ok(with_conn!(conn, |c| diesel::delete(rows).execute(c).await)?)
+/// Ends every session of a user but `keep`; returns the sessions ended.
+pub async fn delete_for_user(conn: &mut DbConn, user: UserId, keep: Option<SessionId>) -> StoreResult<Vec<SessionId>> {
+    let keep = DbUuid(keep.map_or(uuid::Uuid::nil(), |id| id.uuid()));
+    let rows = sessions::table.filter(sessions::user_id.eq(DbUuid(user.uuid()))).filter(sessions::id.ne(keep));
+    let ended: Vec<DbUuid> = with_conn!(conn, |c| diesel::delete(rows).returning(sessions::id).get_results(c).await)?;
+    Ok(ended.into_iter().map(|id| SessionId::from_uuid(id.0)).collect())
+}
+
+/// Ends one session of a user; whether it was theirs and live.
+pub async fn delete_of_user(conn: &mut DbConn, user: UserId, id: SessionId) -> StoreResult<bool> {
+    let row =
+        sessions::table.filter(sessions::id.eq(DbUuid(id.uuid()))).filter(sessions::user_id.eq(DbUuid(user.uuid())));
+    Ok(with_conn!(conn, |c| diesel::delete(row).execute(c).await)? == 1)
+}
+
+/// A user's unexpired sessions, most recently seen first.
+pub async fn of_user(conn: &mut DbConn, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<SessionRow>> {
+    Ok(with_conn!(conn, |c| {
+        sessions::table
+            .filter(sessions::user_id.eq(DbUuid(user.uuid())))
+            .filter(sessions::expires_at.gt(DbTime(now)))
+            .order((sessions::last_seen_at.desc(), sessions::id.asc()))
+            .select(SessionRow::as_select())
+            .load(c)
+            .await
+    })?)
 }
 
 pub async fn delete_expired(conn: &mut DbConn, now: DateTime<Utc>) -> StoreResult<usize> {

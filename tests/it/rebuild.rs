@@ -2,7 +2,8 @@
 
 use futures_util::FutureExt;
 use liteskill::storage::projections::{
-    self, access, conversations, groups, lineage, mcp_servers, messages, tool_calls, tool_policies, users,
+    self, access, conversations, groups, identities, lineage, mcp_servers, messages, registration, tool_calls,
+    tool_policies, users,
 };
 use serde_json::json;
 
@@ -11,7 +12,7 @@ use crate::support::{TestApp, on_both_backends};
 async fn snapshot(app: &TestApp) -> String {
     let mut conn = app.db().conn().await.expect("connection");
     format!(
-        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         users::all(&mut conn).await.expect("users"),
         conversations::all(&mut conn).await.expect("conversations"),
         messages::all(&mut conn).await.expect("messages"),
@@ -21,6 +22,9 @@ async fn snapshot(app: &TestApp) -> String {
         lineage::all(&mut conn).await.expect("lineage"),
         access::all(&mut conn).await.expect("access"),
         groups::all(&mut conn).await.expect("groups"),
+        identities::all(&mut conn).await.expect("identities"),
+        registration::policy(&mut conn).await.expect("policy"),
+        registration::all(&mut conn).await.expect("invites"),
     )
 }
 

@@ -33,8 +33,17 @@ async fn a_session_ended_elsewhere_stops_working_on_an_open_socket(app: TestApp)
     assert_eq!(ack, Ok(()));
     assert_eq!(client.execute("1", "{ me { email } }").await["data"]["me"]["email"], "ada@example.com");
     app.ok(Some(&token), "mutation { logout }", json!({})).await;
-    let result = client.execute("2", "{ me { email } }").await;
-    assert_eq!(result["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{result:#}");
+    assert_eq!(closed_with(&mut client).await, Some(4401));
+}
+
+/// Reads until the server closes the socket; returns the close code.
+pub async fn closed_with(client: &mut WsClient) -> Option<u64> {
+    loop {
+        let message = client.next().await?;
+        if message["type"] == "close" {
+            return message["code"].as_u64();
+        }
+    }
 }
 
 /// Reads until each of the operations `ids` has ended, and returns the error code each
@@ -89,6 +98,9 @@ async fn subscriptions_end_with_their_session(app: TestApp) {
     let (ok, out) = app.cli(&["user", "disable", "ada@example.com"], "");
     assert!(ok, "{out}");
     assert_eq!(ended_with(&mut laptop, &["events"]).await, expected(&["events"]));
+    // Then the sockets of the ended sessions close.
+    assert_eq!(closed_with(&mut phone).await, Some(4401));
+    assert_eq!(closed_with(&mut laptop).await, Some(4401));
 }
 
 async fn an_invalid_token_is_refused_at_connection_init(app: TestApp) {

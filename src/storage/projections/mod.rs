@@ -9,9 +9,11 @@
 pub mod access;
 pub mod conversations;
 pub mod groups;
+pub mod identities;
 pub mod lineage;
 pub mod mcp_servers;
 pub mod messages;
+pub mod registration;
 pub mod tool_calls;
 pub mod tool_policies;
 pub mod users;
@@ -76,6 +78,9 @@ pub enum Change {
     Access(RowChange<access::Access>),
     Group(RowChange<groups::Groups>),
     Member(RowChange<groups::Members>),
+    Identity(RowChange<identities::Identities>),
+    Settings(RowChange<registration::Settings>),
+    Invite(RowChange<registration::Invites>),
 }
 
 /// The row changes an event makes, in order.
@@ -85,6 +90,7 @@ pub fn changes(stored: &RecordedEvent, event: &Event) -> Vec<Change> {
             .map(Change::User)
             .into_iter()
             .chain(tool_policies::change(stored, event).map(Change::ToolPolicy))
+            .chain(identities::change(stored, event).map(Change::Identity))
             .collect(),
         Event::Conversation(event) => conversations::change(stored, event)
             .map(Change::Conversation)
@@ -100,6 +106,10 @@ pub fn changes(stored: &RecordedEvent, event: &Event) -> Vec<Change> {
             .into_iter()
             .chain(groups::member_change(stored, event).map(Change::Member))
             .collect(),
+        Event::Registration(event) => vec![match registration::change(stored, event) {
+            registration::Change::Settings(change) => Change::Settings(change),
+            registration::Change::Invite(change) => Change::Invite(change),
+        }],
     }
 }
 
@@ -124,6 +134,9 @@ pub async fn apply(conn: &mut DbConn, stored: &RecordedEvent, event: &Event) -> 
             Change::Access(change) => write(conn, change).await?,
             Change::Group(change) => write(conn, change).await?,
             Change::Member(change) => write(conn, change).await?,
+            Change::Identity(change) => write(conn, change).await?,
+            Change::Settings(change) => write(conn, change).await?,
+            Change::Invite(change) => write(conn, change).await?,
         }
     }
     Ok(())
@@ -203,6 +216,9 @@ pub async fn rebuild_buffering(conn: &mut DbConn, buffer_rows: usize) -> StoreRe
     // Children first: messages reference conversations. Snapshots are derived state too.
     snapshots::clear(conn).await?;
     tool_calls::ToolCalls::clear(conn).await?;
+    identities::Identities::clear(conn).await?;
+    registration::Settings::clear(conn).await?;
+    registration::Invites::clear(conn).await?;
     lineage::Lineage::clear(conn).await?;
     access::Access::clear(conn).await?;
     groups::Members::clear(conn).await?;
@@ -247,6 +263,9 @@ struct Rebuilding {
     access: Pending<access::Access>,
     groups: Pending<groups::Groups>,
     members: Pending<groups::Members>,
+    identities: Pending<identities::Identities>,
+    settings: Pending<registration::Settings>,
+    invites: Pending<registration::Invites>,
 }
 
 impl Rebuilding {
@@ -262,6 +281,9 @@ impl Rebuilding {
             Change::Access(change) => self.access.stage_or_write(conn, change).await,
             Change::Group(change) => self.groups.stage_or_write(conn, change).await,
             Change::Member(change) => self.members.stage_or_write(conn, change).await,
+            Change::Identity(change) => self.identities.stage_or_write(conn, change).await,
+            Change::Settings(change) => self.settings.stage_or_write(conn, change).await,
+            Change::Invite(change) => self.invites.stage_or_write(conn, change).await,
         }
     }
 
@@ -276,6 +298,9 @@ impl Rebuilding {
             + self.access.rows.len()
             + self.groups.rows.len()
             + self.members.rows.len()
+            + self.identities.rows.len()
+            + self.settings.rows.len()
+            + self.invites.rows.len()
     }
 
     async fn flush(&mut self, conn: &mut DbConn) -> StoreResult<()> {
@@ -289,6 +314,9 @@ impl Rebuilding {
         self.lineage.flush(conn).await?;
         self.access.flush(conn).await?;
         self.groups.flush(conn).await?;
-        self.members.flush(conn).await
+        self.members.flush(conn).await?;
+        self.identities.flush(conn).await?;
+        self.settings.flush(conn).await?;
+        self.invites.flush(conn).await
     }
 }

@@ -42,6 +42,8 @@ impl UserRow {
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = users)]
 pub struct UserUpdate {
+    email: Option<String>,
+    name: Option<String>,
     role: Option<String>,
     disabled: Option<bool>,
     updated_at: Option<DbTime>,
@@ -59,6 +61,12 @@ impl Table for Users {
     }
 
     fn merge(update: UserUpdate, row: &mut UserRow) {
+        if let Some(email) = update.email {
+            row.email = email;
+        }
+        if let Some(name) = update.name {
+            row.name = name;
+        }
         if let Some(role) = update.role {
             row.role = role;
         }
@@ -109,7 +117,10 @@ pub(super) fn change(stored: &RecordedEvent, event: &Event) -> Option<RowChange<
         Event::UserModelMaskChanged { mask } => {
             UserUpdate { model_mask: Some(mask.clone()), updated_at: at, ..Default::default() }
         }
-        Event::ToolPolicyChanged { .. } => return None,
+        Event::UserProfileChanged { name, email } => {
+            UserUpdate { name: name.clone(), email: email.clone(), updated_at: at, ..Default::default() }
+        }
+        Event::ToolPolicyChanged { .. } | Event::UserIdentityLinked { .. } => return None,
     };
     Some(RowChange::Update(stored.stream_id, update))
 }
@@ -142,4 +153,36 @@ pub async fn all(conn: &mut DbConn) -> StoreResult<Vec<UserRow>> {
 
 pub async fn count(conn: &mut DbConn) -> StoreResult<i64> {
     Ok(with_conn!(conn, |c| users::table.count().get_result(c).await)?)
+}
+
+/// Enabled administrators.
+pub async fn count_admins(conn: &mut DbConn) -> StoreResult<i64> {
+    Ok(with_conn!(conn, |c| {
+        users::table
+            .filter(users::role.eq(Role::Admin.as_str()))
+            .filter(users::disabled.eq(false))
+            .count()
+            .get_result(c)
+            .await
+    })?)
+}
+
+/// Accounts in creation order, after `after` (a creation time and id) if given.
+pub async fn page(
+    conn: &mut DbConn,
+    after: Option<(chrono::DateTime<chrono::Utc>, DbUuid)>,
+    limit: i64,
+) -> StoreResult<Vec<UserRow>> {
+    Ok(with_conn!(conn, |c| {
+        let mut query = users::table
+            .order((users::created_at.asc(), users::id.asc()))
+            .limit(limit)
+            .select(UserRow::as_select())
+            .into_boxed();
+        if let Some((at, id)) = after {
+            query = query
+                .filter(users::created_at.gt(DbTime(at)).or(users::created_at.eq(DbTime(at)).and(users::id.gt(id))));
+        }
+        query.load(c).await
+    })?)
 }

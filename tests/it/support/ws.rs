@@ -68,7 +68,10 @@ impl WsClient {
                     return Some(value);
                 }
                 Ok(Message::Close(frame)) => {
-                    return Some(json!({ "type": "close", "reason": frame.map(|f| f.reason.to_string()) }));
+                    let code = frame.as_ref().map(|f| u16::from(f.code));
+                    return Some(
+                        json!({ "type": "close", "code": code, "reason": frame.map(|f| f.reason.to_string()) }),
+                    );
                 }
                 Ok(_) => continue,
                 Err(_) => return None,

@@ -1,0 +1,5 @@
+DROP TABLE invites;
+DROP TABLE registration_settings;
+DROP TABLE user_identities;
+ALTER TABLE sessions DROP COLUMN client_address;
+ALTER TABLE sessions DROP COLUMN method;

@@ -1,0 +1,36 @@
+-- Sessions say how they were signed in, and from where.
+ALTER TABLE sessions ADD COLUMN method TEXT NOT NULL DEFAULT 'password';
+ALTER TABLE sessions ADD COLUMN client_address TEXT;
+
+-- Projection: the identity providers' accounts each user signs in with.
+CREATE TABLE user_identities (
+    id         TEXT PRIMARY KEY NOT NULL,
+    user_id    TEXT NOT NULL,
+    issuer     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX user_identities_user_idx ON user_identities (user_id);
+
+-- Projection: the registration policy an administrator set (one row, once set).
+CREATE TABLE registration_settings (
+    id         TEXT PRIMARY KEY NOT NULL,
+    policy     TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+-- Projection: invites. `status` is `open`, `redeemed` or `revoked`; only the code's
+-- SHA-256 is kept.
+CREATE TABLE invites (
+    id          TEXT PRIMARY KEY NOT NULL,
+    code_hash   TEXT NOT NULL,
+    email       TEXT,
+    role        TEXT NOT NULL,
+    created_by  TEXT,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    redeemed_by TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX invites_code_hash_idx ON invites (code_hash);
