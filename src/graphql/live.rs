@@ -337,9 +337,12 @@ fn viewer_events(
     async_stream::try_stream! {
         let mut session_over = std::pin::pin!(ends(app.sessions.watch(session)));
         let mut live = app.bus.subscribe(Topic::Viewer(viewer));
-        let mut cursor = match after {
-            Some(cursor) => cursor,
-            None => log_end(&app).await?,
+        let (mut cursor, committed_before) = match after {
+            Some(cursor) => (cursor, HashSet::new()),
+            None => {
+                let now = log_now(&app).await?;
+                (now.cursor, now.committed)
+            }
         };
         // The newest event announced but not read yet.
         let mut announced = cursor;
@@ -351,7 +354,9 @@ fn viewer_events(
                 let actors = actors_of(&app, &batch).await?;
                 for event in &batch {
                     cursor = event.cursor();
-                    yield history_event(event, encode_cursor(&cursor.encode()), &actors);
+                    if !committed_before.contains(&event.tx_id) {
+                        yield history_event(event, encode_cursor(&cursor.encode()), &actors);
+                    }
                 }
                 batch.len() as i64 == VIEWER_BATCH
             };
@@ -380,9 +385,8 @@ fn viewer_events(
     }
 }
 
-/// The cursor after the last event readable now.
-fn log_end(app: &App) -> BoxFuture<'_, Result<Cursor, AppError>> {
-    async move { Ok(event_store::end(&mut app.db.conn().await?).await?) }.boxed()
+fn log_now(app: &App) -> BoxFuture<'_, Result<event_store::Now, AppError>> {
+    async move { Ok(event_store::now(&mut app.db.conn().await?).await?) }.boxed()
 }
 
 /// How often a subscriber missing pieces of a reply streaming on another server looks for

@@ -14,6 +14,8 @@
 //! readers would see a stream out of order. [`execute`] appends before anything else it
 //! writes; debug builds check the rule in [`append`].
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -280,24 +282,47 @@ pub async fn read_all(conn: &mut DbConn, after_position: i64, limit: i64) -> Sto
     })?)
 }
 
-/// The cursor of the last event readable now: reading after it returns only what
-/// commits later.
-pub async fn end(conn: &mut DbConn) -> StoreResult<Cursor> {
-    Ok(read_last(conn).await?.map_or(Cursor::START, |event| event.cursor()))
+/// Where a reader that wants only what commits from now on starts.
+pub struct Now {
+    /// The last event readable now.
+    pub cursor: Cursor,
+    /// Transactions after `cursor` that have already committed, to skip rather than
+    /// replay: on PostgreSQL the readable end waits for every transaction still running
+    /// on the server, in any database.
+    pub committed: HashSet<i64>,
 }
 
-async fn read_last(conn: &mut DbConn) -> StoreResult<Option<RecordedEvent>> {
-    Ok(with_conn!(conn, |c| {
+pub async fn now(conn: &mut DbConn) -> StoreResult<Now> {
+    let (before, committed) = with_conn!(conn,
+        pg: |c| {
+            let oldest_running: i64 =
+                diesel::select(sql::<BigInt>("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+                    .get_result(c)
+                    .await?;
+            // Read after the bound was taken: whatever commits later is not in the set.
+            let committed = events::table
+                .filter(events::tx_id.ge(oldest_running))
+                .select(events::tx_id)
+                .distinct()
+                .load::<i64>(c)
+                .await?;
+            (Some(oldest_running), committed)
+        },
+        sqlite: |_c| (None, vec![])
+    );
+    let last = with_conn!(conn, |c| {
         let mut query = events::table
             .order((events::tx_id.desc(), events::position.desc()))
             .limit(1)
             .select(RecordedEvent::as_select())
             .into_boxed();
-        if c.is_postgres() {
-            query = query.filter(sql::<Bool>("tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"));
+        if let Some(before) = before {
+            query = query.filter(events::tx_id.lt(before));
         }
         query.first(c).await.optional()
-    })?)
+    })?;
+    let cursor = last.map_or(Cursor::START, |event| event.cursor());
+    Ok(Now { cursor, committed: committed.into_iter().collect() })
 }
 
 /// Number of events in the log.

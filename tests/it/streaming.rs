@@ -436,6 +436,31 @@ async fn viewer_events_follow_the_conversation_list(app: TestApp) {
     );
 }
 
+/// On PostgreSQL the readable end of the log waits for every transaction still running
+/// on the server, in any database. Subscribing "from now" meanwhile must not replay what
+/// had already committed. (SQLite has a single writer: nothing to hold back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_now_replays_nothing_while_another_transaction_runs() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let Some(database) = crate::support::TestDb::postgres().await else { return };
+    let app = TestApp::start(database).await;
+    let (token, _) = app.register("ada@example.com").await;
+    let server = std::env::var("TEST_DATABASE_URL").expect("set, or there would be no database");
+    let mut elsewhere = AsyncPgConnection::establish(&server).await.expect("connect");
+    elsewhere.batch_execute("BEGIN; SELECT pg_current_xact_id();").await.expect("a running transaction");
+    let id = app.create_conversation(&token, "Before").await;
+
+    let url = format!("ws://{}/graphql/ws", app.address);
+    let (mut device, _) = WsClient::connect(&url, Protocol::TransportWs, json!({ "token": token })).await;
+    device.start("list", VIEWER_EVENTS, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    elsewhere.batch_execute("COMMIT").await.expect("commit");
+    let rename = "mutation($id: ID!) { renameConversation(id: $id, title: \"After\") { id } }";
+    app.ok(Some(&token), rename, json!({ "id": id })).await;
+    let first = device.next_result().await.expect("an event")["data"]["viewerEvents"].clone();
+    assert_eq!(first["type"], "ConversationRenamed", "the creation had committed before subscribing: {first}");
+}
+
 /// Two instances A and B on one PostgreSQL database (none without `TEST_DATABASE_URL`),
 /// a fake model scripted by `script`, a user's token and conversation, and a device on B
 /// that has replayed the conversation's creation and whose instance listens to A.
