@@ -20,6 +20,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use super::accounts::{self, Admission, Method, NewAccount, Origin, SignedIn};
+use super::session;
 use crate::app::App;
 use crate::config::OidcSettings;
 use crate::crypto::{Binding, SecretBox};
@@ -32,8 +33,9 @@ use crate::storage::event_store::execute;
 use crate::storage::projections::{identities, users};
 use crate::storage::{StoreError, sessions};
 
-/// The cookie that carries a sign-in in progress.
-pub const COOKIE: &str = "liteskill_oidc";
+/// The cookies that carry sign-ins in progress are named this followed by their state,
+/// so that sign-ins started in two tabs both finish.
+const COOKIE_PREFIX: &str = "liteskill_oidc_";
 /// How long a sign-in may take at the provider.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// Provider metadata and keys are fetched again after this long, so rotated keys are
@@ -99,15 +101,50 @@ pub struct Callback {
     pub error_description: Option<String>,
 }
 
-/// A sign-in in progress, sealed into [`COOKIE`].
+/// A sign-in in progress, sealed into its cookie (see [`cookie_name`]).
 #[derive(Serialize, Deserialize)]
-struct Started {
+pub struct Started {
     state: String,
     nonce: String,
     verifier: String,
-    invite: Option<String>,
+    pub invite: Option<String>,
     /// Unix seconds.
     expires_at: i64,
+}
+
+/// A sign-in begun: where to send the browser, and the cookie to set.
+pub struct Begun {
+    pub url: String,
+    pub cookie_name: String,
+    pub sealed: String,
+}
+
+/// The name of the cookie of the sign-in with `state`; none for a state this server
+/// could not have made, which is then never echoed into a header.
+pub fn cookie_name(state: &str) -> Option<String> {
+    let ours =
+        (1..=64).contains(&state.len()) && state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ours.then(|| format!("{COOKIE_PREFIX}{state}"))
+}
+
+/// The sign-in this browser started that the provider's answer with `state` belongs to.
+pub fn started(secrets: &SecretBox, cookie_header: &str, state: Option<&str>) -> Result<Started, Failure> {
+    let cookie = state.and_then(cookie_name).and_then(|name| session::cookie(cookie_header, &name));
+    let Some(sealed) = cookie else {
+        let another = cookie_header.split(';').any(|pair| pair.trim_start().starts_with(COOKIE_PREFIX));
+        return Err(if another { Failure::WrongState } else { Failure::NoSignInStarted });
+    };
+    let started: Started = secrets
+        .open(SEALED_AS, sealed)
+        .ok()
+        .and_then(|json| serde_json::from_str(json.expose_secret()).ok())
+        .filter(|started: &Started| started.expires_at > domain::now().timestamp())
+        .ok_or(Failure::NoSignInStarted)?;
+    // The name says which sign-in the cookie claims to be; the sealed state proves it.
+    match constant_time_eq(state.unwrap_or_default().as_bytes(), started.state.as_bytes()) {
+        true => Ok(started),
+        false => Err(Failure::WrongState),
+    }
 }
 
 /// The provider account a finished sign-in verified.
@@ -199,9 +236,7 @@ impl Oidc {
             .set_redirect_uri(redirect))
     }
 
-    /// Starts a sign-in: the provider's address to send the browser to, and the sealed
-    /// cookie value to set.
-    pub async fn begin(&self, secrets: &SecretBox, invite: Option<String>) -> Result<(String, String), Failure> {
+    pub async fn begin(&self, secrets: &SecretBox, invite: Option<String>) -> Result<Begun, Failure> {
         let client = self.client(false).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
@@ -219,28 +254,16 @@ impl Oidc {
             expires_at: domain::now().timestamp() + LOGIN_TTL.as_secs() as i64,
         };
         let sealed = secrets.seal(SEALED_AS, &serde_json::to_string(&started).map_err(AppError::internal)?);
-        Ok((url.to_string(), sealed))
+        let cookie_name = cookie_name(&started.state)
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("a state of an unexpected form")))?;
+        Ok(Begun { url: url.to_string(), cookie_name, sealed })
     }
 
-    /// Finishes a sign-in from the provider's callback and the cookie set by [`begin`]:
-    /// redeems the code and verifies the ID token (signature against the provider's keys,
-    /// issuer, audience, expiry and nonce).
-    pub async fn finish(
-        &self,
-        secrets: &SecretBox,
-        cookie: Option<&str>,
-        callback: Callback,
-    ) -> Result<ProviderAccount, Failure> {
-        let started: Started = cookie
-            .and_then(|sealed| secrets.open(SEALED_AS, sealed).ok())
-            .and_then(|json| serde_json::from_str(json.expose_secret()).ok())
-            .filter(|started: &Started| started.expires_at > domain::now().timestamp())
-            .ok_or(Failure::NoSignInStarted)?;
-        let state = callback.state.unwrap_or_default();
-        if !constant_time_eq(state.as_bytes(), started.state.as_bytes()) {
-            return Err(Failure::WrongState);
-        }
-        // Only now is the answer known to be the provider's, to this sign-in.
+    /// Finishes a sign-in from the provider's answer (which [`started`] matched to this
+    /// browser's sign-in): redeems the code and verifies the ID token (signature against
+    /// the provider's keys, issuer, audience, expiry and nonce).
+    pub async fn finish(&self, started: Started, callback: Callback) -> Result<ProviderAccount, Failure> {
+        // The state matched, so the answer is the provider's, to this sign-in.
         if let Some(error) = callback.error {
             return Err(Failure::Denied(callback.error_description.unwrap_or(error)));
         }
@@ -311,8 +334,11 @@ pub async fn sign_in(app: &App, oidc: &Oidc, account: ProviderAccount, origin: O
             _ => None,
         };
         drop(conn);
-        let update = user::Command::UpdateProfile { name, email };
-        return open_session(app, user, vec![update], origin).await;
+        let changes = match (name, email) {
+            (None, None) => vec![],
+            (name, email) => vec![user::Command::UpdateProfile { name, email }],
+        };
+        return open_session(app, user, changes, origin).await;
     }
     let email = email.as_deref().and_then(|email| Email::parse(email).ok()).ok_or(Failure::NoEmail)?;
     let existing = users::find_by_email(&mut conn, email.as_str()).await?;

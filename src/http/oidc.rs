@@ -7,11 +7,12 @@ use axum::Json;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use openidconnect::url::form_urlencoded;
 use serde::Deserialize;
 
 use super::{Client, origin};
 use crate::app::Served;
-use crate::auth::oidc::{self, COOKIE, Callback, Failure, LOGIN_TTL};
+use crate::auth::oidc::{self, Callback, Failure, LOGIN_TTL};
 use crate::auth::session;
 use crate::graphql::account::User;
 
@@ -21,20 +22,21 @@ pub struct LoginParams {
     invite: Option<String>,
 }
 
-/// `Set-Cookie` value for the sign-in in progress (empty and expired: removed).
-fn sign_in_cookie(served: &Served, sealed: &str, max_age: Duration) -> String {
-    session::cookie_header(COOKIE, sealed, "/auth/oidc", max_age.as_secs(), served.app.config.secure_cookies())
+/// `Set-Cookie` value for a sign-in in progress (empty and expired: removed).
+fn sign_in_cookie(served: &Served, name: &str, sealed: &str, max_age: Duration) -> String {
+    session::cookie_header(name, sealed, "/auth/oidc", max_age.as_secs(), served.app.config.secure_cookies())
 }
 
 pub async fn login(State(served): State<Served>, Query(params): Query<LoginParams>) -> Response {
     let Some(oidc) = &served.app.oidc else {
-        return page(StatusCode::NOT_FOUND, "Single sign-on is not configured on this server.");
+        return not_configured();
     };
-    match oidc.begin(&served.app.secrets, params.invite).await {
-        Ok((url, sealed)) => {
-            ([(header::SET_COOKIE, sign_in_cookie(&served, &sealed, LOGIN_TTL))], Redirect::to(&url)).into_response()
+    match oidc.begin(&served.app.secrets, params.invite.clone()).await {
+        Ok(begun) => {
+            let cookie = sign_in_cookie(&served, &begun.cookie_name, &begun.sealed, LOGIN_TTL);
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&begun.url)).into_response()
         }
-        Err(failure) => failure_page(&failure),
+        Err(failure) => failure_page(&failure, params.invite.as_deref()),
     }
 }
 
@@ -46,7 +48,7 @@ pub async fn callback(
 ) -> Response {
     // Parsed here rather than by an extractor, so that a mangled query still gets a page.
     let mut callback = Callback::default();
-    for (key, value) in openidconnect::url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         let field = match key.as_ref() {
             "code" => &mut callback.code,
             "state" => &mut callback.state,
@@ -57,18 +59,24 @@ pub async fn callback(
         field.get_or_insert_with(|| value.into_owned());
     }
     let Some(oidc) = &served.app.oidc else {
-        return page(StatusCode::NOT_FOUND, "Single sign-on is not configured on this server.");
+        return not_configured();
     };
     let app = &served.app;
-    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(|v| session::cookie(v, COOKIE));
-    let signed_in = match oidc.finish(&app.secrets, cookie, callback).await {
-        Ok(account) => oidc::sign_in(app, oidc, account, origin(&headers, client, &app.config)).await,
-        Err(failure) => Err(failure),
-    };
+    let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let started = oidc::started(&app.secrets, cookies, callback.state.as_deref());
+    let invite = started.as_ref().ok().and_then(|started| started.invite.clone());
     // The sign-in in progress is over either way.
-    let clear = sign_in_cookie(&served, "", Duration::ZERO);
-    let mut response = match signed_in {
-        Err(failure) => failure_page(&failure),
+    let clear = callback
+        .state
+        .as_deref()
+        .and_then(oidc::cookie_name)
+        .map(|name| sign_in_cookie(&served, &name, "", Duration::ZERO));
+    let signed_in = async {
+        let account = oidc.finish(started?, callback).await?;
+        oidc::sign_in(app, oidc, account, origin(&headers, client, &app.config)).await
+    };
+    let mut response = match signed_in.await {
+        Err(failure) => failure_page(&failure, invite.as_deref()),
         Ok(signed_in) => {
             let config = &app.config;
             let session = session::set_cookie(&signed_in.token, config.session_ttl.as_secs(), config.secure_cookies());
@@ -87,13 +95,18 @@ pub async fn callback(
             ([(header::SET_COOKIE, session)], body).into_response()
         }
     };
-    if let Ok(clear) = clear.parse() {
+    if let Some(Ok(clear)) = clear.map(|clear| clear.parse()) {
         response.headers_mut().append(header::SET_COOKIE, clear);
     }
     response
 }
 
-fn failure_page(failure: &Failure) -> Response {
+fn not_configured() -> Response {
+    page(StatusCode::NOT_FOUND, "Single sign-on is not configured on this server.", None)
+}
+
+/// The page for `failure`; starting again keeps the sign-in's invite.
+fn failure_page(failure: &Failure, invite: Option<&str>) -> Response {
     let status = match failure {
         Failure::Unavailable => StatusCode::BAD_GATEWAY,
         Failure::Account(error) if failure.is_internal() => {
@@ -109,14 +122,22 @@ fn failure_page(failure: &Failure) -> Response {
     } else {
         failure.to_string()
     };
-    page(status, &message)
+    page(status, &message, invite)
 }
 
-fn page(status: StatusCode, message: &str) -> Response {
+fn page(status: StatusCode, message: &str, invite: Option<&str>) -> Response {
     let message = escape(message);
+    let again = match invite {
+        Some(invite) => format!(
+            "/auth/oidc/login?invite={}",
+            form_urlencoded::byte_serialize(invite.as_bytes()).collect::<String>()
+        ),
+        None => "/auth/oidc/login".to_owned(),
+    };
+    let again = escape(&again);
     let body = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in failed · Liteskill</title></head>\
-         <body><h1>Sign-in failed</h1><p id=\"reason\">{message}</p><p><a href=\"/auth/oidc/login\">Start again</a></p></body></html>"
+         <body><h1>Sign-in failed</h1><p id=\"reason\">{message}</p><p><a href=\"{again}\">Start again</a></p></body></html>"
     );
     (status, Html(body)).into_response()
 }

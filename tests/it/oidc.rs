@@ -77,7 +77,7 @@ impl<'a> Browser<'a> {
         self.provider_cookies.clear();
         let login = self.http.get(self.app.url(&format!("/auth/oidc/login{query}"))).send().await.expect("login");
         let cookie = login.headers()[SET_COOKIE].to_str().expect("cookie").split(';').next().expect("pair").to_owned();
-        assert!(cookie.starts_with("liteskill_oidc="), "{cookie}");
+        assert!(cookie.starts_with("liteskill_oidc_"), "{cookie}");
         let authorize = tamper(location(&login));
         let interaction = location(&self.at_provider(self.http.get(&authorize)).await);
         let provider = authorize.split("/auth?").next().expect("provider").to_owned();
@@ -176,7 +176,11 @@ async fn signs_in_through_the_provider(app: TestApp) {
     let cookies: Vec<&str> =
         response.headers().get_all(SET_COOKIE).iter().map(|v| v.to_str().expect("cookie")).collect();
     assert!(cookies.iter().any(|c| c.starts_with("liteskill_session=") && c.contains("HttpOnly")), "{cookies:?}");
-    assert!(cookies.iter().any(|c| c.starts_with("liteskill_oidc=;")), "the sign-in cookie is cleared: {cookies:?}");
+    let started = returned.cookie.split('=').next().expect("name");
+    assert!(
+        cookies.iter().any(|c| c.starts_with(&format!("{started}=;"))),
+        "the sign-in cookie is cleared: {cookies:?}"
+    );
 
     // The same code again: the provider refuses it, and we say so.
     let (status, page) = browser.callback(&returned).await;
@@ -190,11 +194,17 @@ async fn signs_in_through_the_provider(app: TestApp) {
     let (status, page) = browser.callback(&crossed).await;
     assert_eq!(status, 400);
     assert!(page.contains("does not belong to the sign-in started here"), "{page}");
-    let forged = Returned { callback: mine.callback.replace("state=", "state=forged"), cookie: mine.cookie };
+    let forged = Returned { callback: mine.callback.replace("state=", "state=forged"), cookie: mine.cookie.clone() };
     assert!(browser.callback(&forged).await.1.contains("does not belong"));
-    let (status, page) = browser.callback(&Returned { callback: other.callback, cookie: String::new() }).await;
+    let (status, page) = browser.callback(&Returned { callback: other.callback.clone(), cookie: String::new() }).await;
     assert_eq!(status, 400);
     assert!(page.contains("expired, or was started in another browser"), "{page}");
+    // Both sign-ins were started in this browser, as in two tabs: each finishes.
+    let both = format!("{}; {}", mine.cookie, other.cookie);
+    for returned in [other, mine] {
+        let (status, body) = browser.callback(&Returned { cookie: both.clone(), ..returned }).await;
+        assert_eq!(status, 200, "{body}");
+    }
 
     // An authorization request whose nonce was changed on the way: the ID token carries
     // a nonce other than the one this sign-in expects.
@@ -300,6 +310,11 @@ async fn links_accounts_by_email_only_when_verified_and_allowed(app: TestApp) {
         .ok(Some(&admin), r#"mutation { createInvite(input: { email: "carol@example.com" }) { code } }"#, json!({}))
         .await;
     let code = invite["createInvite"]["code"].as_str().expect("code");
+    // A sign-in that fails keeps its invite for the next try.
+    let denied = browser.sign_in_at_provider(&format!("?invite={code}"), None, |url| url).await;
+    let (status, page) = browser.callback(&denied).await;
+    assert_eq!(status, 400);
+    assert!(page.contains(&format!("href=\"/auth/oidc/login?invite={code}\"")), "{page}");
     let returned = browser.sign_in_at_provider(&format!("?invite={code}"), Some(&carol), |url| url).await;
     let (status, body) = browser.callback(&returned).await;
     assert_eq!(status, 200, "{body}");
