@@ -1,6 +1,5 @@
 //! The one shared state of a running server, handed to every handler and resolver.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::auth::oidc::Oidc;
@@ -11,7 +10,7 @@ use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::domain::ids::UserId;
 use crate::graphql::{self, AppSchema};
-use crate::limits::{Slots, Throttle};
+use crate::limits::Slots;
 use crate::llm::Catalog;
 use crate::mcp::registry::Registry;
 use crate::storage::Db;
@@ -26,18 +25,10 @@ pub struct App {
     pub mcp: Registry,
     /// Seals and opens stored credentials.
     pub secrets: SecretBox,
-    /// Failed sign-ins, per account and per client address.
-    pub logins: LoginThrottle,
     /// Replies each user has streaming on this server.
     pub streams: Slots<UserId>,
     /// Sign-in with the configured OpenID Connect provider.
     pub oidc: Option<Oidc>,
-}
-
-pub struct LoginThrottle {
-    /// By the email tried, lowercased, whether or not it has an account.
-    pub accounts: Throttle<String>,
-    pub addresses: Throttle<IpAddr>,
 }
 
 /// What the HTTP layer serves: the application and its schema.
@@ -65,15 +56,10 @@ impl App {
         let db = Db::connect(&config.database_url, config.database_pool_size).await?;
         db.migrate().await?;
         let catalog = Catalog::from_config(&config.llm).await?;
-        let limits = config.limits;
         let app = Arc::new(App {
             mcp: Registry::new(&config.mcp),
             secrets: config.secret_box(),
-            logins: LoginThrottle {
-                accounts: Throttle::new(limits.login_failures_per_account, limits.login_window),
-                addresses: Throttle::new(limits.login_failures_per_address, limits.login_window),
-            },
-            streams: Slots::new(limits.streams_per_user),
+            streams: Slots::new(config.limits.streams_per_user),
             oidc: config.oidc.clone().map(Oidc::new).transpose()?,
             config,
             db,

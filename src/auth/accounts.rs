@@ -18,7 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::storage::event_store::{ExecuteError, execute};
 use crate::storage::projections::users::{self, UserRow};
 use crate::storage::sql_types::{DbTime, DbUuid};
-use crate::storage::{Db, LockKey, StoreError, credentials, sessions};
+use crate::storage::{Db, LockKey, StoreError, credentials, login_attempts, sessions};
 
 /// A session just created: the token is shown to the client once.
 pub struct SignedIn {
@@ -203,17 +203,18 @@ fn address_key(address: IpAddr) -> IpAddr {
 /// every attempt is refused (the right password too) until the window has passed, so
 /// guessing cannot go on, however many requests run at once.
 pub async fn login(app: &App, email: &str, candidate: &str, origin: Origin) -> AppResult<SignedIn> {
-    let account = account_key(email);
-    let address = origin.address.map(address_key);
-    if let Some(address) = &address {
-        app.logins.addresses.attempt(address).map_err(throttled)?;
+    let limits = &app.config.limits;
+    let account = format!("account:{}", account_key(email));
+    let mut keys = vec![(account.clone(), limits.login_failures_per_account)];
+    if let Some(address) = origin.address.map(address_key) {
+        keys.push((format!("address:{address}"), limits.login_failures_per_address));
     }
-    if let Err(wait) = app.logins.accounts.attempt(&account) {
-        if let Some(address) = &address {
-            app.logins.addresses.refund(address);
-        }
-        return Err(throttled(wait));
-    }
+    let (window, now) = (limits.login_window, domain::now());
+    let attempt = app
+        .db
+        .write(move |conn| async move { login_attempts::attempt(conn, &keys, window, now).await }.boxed())
+        .await?
+        .map_err(throttled)?;
     let mut conn = app.db.conn().await?;
     let user = match Email::parse(email) {
         Ok(email) => users::find_by_email(&mut conn, email.as_str()).await?,
@@ -228,10 +229,7 @@ pub async fn login(app: &App, email: &str, candidate: &str, origin: Origin) -> A
         Some(user) if password::verify(candidate, stored).await => user,
         _ => return Err(AppError::InvalidCredentials),
     };
-    app.logins.accounts.clear(&account);
-    if let Some(address) = &address {
-        app.logins.addresses.refund(address);
-    }
+    app.db.write(move |conn| async move { login_attempts::forget(conn, &attempt, &account).await }.boxed()).await?;
     if user.disabled {
         return Err(AppError::Forbidden("this account is disabled"));
     }

@@ -8,6 +8,7 @@
 pub mod checkpoints;
 pub mod credentials;
 pub mod event_store;
+pub mod login_attempts;
 pub mod projections;
 pub mod schema;
 pub mod search;
@@ -340,6 +341,8 @@ pub enum LockKey {
     Registration = 0x4c53_0001,
     /// Applying migrations (held for the session, not a transaction).
     Migrations = 0x4c53_0002,
+    /// Counting sign-in attempts.
+    LoginAttempts = 0x4c53_0003,
 }
 
 impl DbConn {

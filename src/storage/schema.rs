@@ -296,6 +296,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::storage::sql_types::{UtcTime, Uuid};
+
+    login_attempts (id) {
+        id -> Uuid,
+        key -> Text,
+        attempted_at -> UtcTime,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     user_identities,
     registration_settings,

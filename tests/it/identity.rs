@@ -196,14 +196,15 @@ async fn registration_policy_and_invites(app: TestApp) {
 }
 
 async fn wrong_passwords_are_throttled(app: TestApp) {
-    let app = app
-        .restart(&[("LOGIN_MAX_FAILURES", "10"), ("LOGIN_MAX_FAILURES_PER_ADDRESS", "15"), ("LOGIN_WINDOW_SECS", "3")])
-        .await;
+    let settings = [("LOGIN_MAX_FAILURES", "10"), ("LOGIN_MAX_FAILURES_PER_ADDRESS", "15"), ("LOGIN_WINDOW_SECS", "3")];
+    let app = app.restart(&settings).await;
+    // Attempts count on every server that shares the database.
+    let other = app.another_instance(&settings).await;
     app.register("ann@example.com").await;
     app.register("ben@example.com").await;
     let mut codes = vec![];
-    for _ in 0..20 {
-        codes.push(error_code(&app.login("ann@example.com", "wrong password").await).to_owned());
+    for server in [&app, &other].repeat(10) {
+        codes.push(error_code(&server.login("ann@example.com", "wrong password").await).to_owned());
     }
     assert_eq!(codes[..10], vec!["UNAUTHENTICATED"; 10]);
     assert_eq!(codes[10..], vec!["RATE_LIMITED"; 10]);
@@ -221,6 +222,12 @@ async fn wrong_passwords_are_throttled(app: TestApp) {
     tokio::time::sleep(Duration::from_secs(retry + 1)).await;
     assert!(app.login("ann@example.com", PASSWORD).await["errors"].is_null(), "the window has passed");
     assert!(app.login("ben@example.com", PASSWORD).await["errors"].is_null());
+
+    // Guesses sent all at once, to both servers, cannot slip past the count.
+    let guesses = [&app, &other].repeat(10).into_iter().map(|server| server.login("ann@example.com", "guess"));
+    let answers = futures_util::future::join_all(guesses).await;
+    let failed = answers.iter().filter(|answer| error_code(answer) == "UNAUTHENTICATED").count();
+    assert_eq!(failed, 10, "the rest are RATE_LIMITED");
 }
 
 async fn streams_and_subscriptions_are_capped(app: TestApp) {

@@ -1,3 +1,4 @@
+DROP TABLE login_attempts;
 DROP TABLE invites;
 DROP TABLE registration_settings;
 DROP TABLE user_identities;
