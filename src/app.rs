@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::domain::ids::UserId;
 use crate::graphql::{self, AppSchema};
-use crate::limits::Slots;
+use crate::limits::{Refusals, Slots};
 use crate::llm::Catalog;
 use crate::mcp::registry::Registry;
 use crate::storage::Db;
@@ -25,6 +25,8 @@ pub struct App {
     pub mcp: Registry,
     /// Seals and opens stored credentials.
     pub secrets: SecretBox,
+    /// Sign-in keys this server has seen throttled.
+    pub refusals: Refusals,
     /// Replies each user has streaming on this server.
     pub streams: Slots<UserId>,
     /// Sign-in with the configured OpenID Connect provider.
@@ -59,6 +61,7 @@ impl App {
         let app = Arc::new(App {
             mcp: Registry::new(&config.mcp),
             secrets: config.secret_box(),
+            refusals: Refusals::default(),
             streams: Slots::new(config.limits.streams_per_user),
             oidc: config.oidc.clone().map(Oidc::new).transpose()?,
             config,

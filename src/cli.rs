@@ -167,7 +167,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address = SocketAddr::new(config.host, config.port);
     let served = App::start(config).await?;
     let listener = tokio::net::TcpListener::bind(address).await?;
-    tokio::spawn(crate::auth::accounts::purge_expired_sessions(served.app.db.clone()));
+    tokio::spawn(crate::auth::accounts::purge_expired(served.app.db.clone(), served.app.config.limits.login_window));
     tracing::info!("listening on http://{address} (GraphiQL at http://{address}/graphiql)");
     let app = served.app.clone();
     crate::http::serve(listener, served, shutdown_signal(), Duration::from_secs(10)).await?;

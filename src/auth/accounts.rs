@@ -16,9 +16,10 @@ use crate::domain::values::{DisplayName, Email, Password};
 use crate::domain::{self, Actor};
 use crate::error::{AppError, AppResult};
 use crate::storage::event_store::{ExecuteError, execute};
+use crate::storage::login_attempts::{self, Limit};
 use crate::storage::projections::users::{self, UserRow};
 use crate::storage::sql_types::{DbTime, DbUuid};
-use crate::storage::{Db, LockKey, StoreError, credentials, login_attempts, sessions};
+use crate::storage::{Db, LockKey, StoreError, credentials, sessions};
 
 /// A session just created: the token is shown to the client once.
 pub struct SignedIn {
@@ -198,23 +199,39 @@ fn address_key(address: IpAddr) -> IpAddr {
     }
 }
 
+/// Counts a sign-in attempt for `email` from `origin`, or refuses it while either is
+/// throttled: the rows that counted it, and the account's limit.
+async fn count_attempt(app: &App, email: &str, origin: &Origin) -> AppResult<(Vec<DbUuid>, Limit)> {
+    let config = &app.config.limits;
+    let account = Limit::new(&format!("account:{}", account_key(email)), config.login_failures_per_account);
+    let mut limits = vec![account.clone()];
+    if let Some(address) = origin.address.map(address_key) {
+        limits.push(Limit::new(&format!("address:{address}"), config.login_failures_per_address));
+    }
+    if let Some(wait) = limits.iter().filter_map(|limit| app.refusals.wait(&limit.key)).max() {
+        return Err(throttled(wait));
+    }
+    let (window, now, counted) = (config.login_window, domain::now(), limits.clone());
+    let attempt =
+        app.db.write(move |conn| async move { login_attempts::attempt(conn, &counted, window, now).await }.boxed());
+    let attempt = attempt.await?;
+    match attempt {
+        Ok(rows) => Ok((rows, account)),
+        Err(refused) => {
+            for (index, wait) in &refused {
+                app.refusals.refuse(limits[*index].key.clone(), *wait);
+            }
+            Err(throttled(refused.into_iter().map(|(_, wait)| wait).max().unwrap_or_default()))
+        }
+    }
+}
+
 /// Signs in with a password. Attempts are counted per account and per client address
 /// before the password is checked, and given back when it is right; past the limits,
 /// every attempt is refused (the right password too) until the window has passed, so
 /// guessing cannot go on, however many requests run at once.
 pub async fn login(app: &App, email: &str, candidate: &str, origin: Origin) -> AppResult<SignedIn> {
-    let limits = &app.config.limits;
-    let account = format!("account:{}", account_key(email));
-    let mut keys = vec![(account.clone(), limits.login_failures_per_account)];
-    if let Some(address) = origin.address.map(address_key) {
-        keys.push((format!("address:{address}"), limits.login_failures_per_address));
-    }
-    let (window, now) = (limits.login_window, domain::now());
-    let attempt = app
-        .db
-        .write(move |conn| async move { login_attempts::attempt(conn, &keys, window, now).await }.boxed())
-        .await?
-        .map_err(throttled)?;
+    let attempt = count_attempt(app, email, &origin).await?;
     let mut conn = app.db.conn().await?;
     let user = match Email::parse(email) {
         Ok(email) => users::find_by_email(&mut conn, email.as_str()).await?,
@@ -229,7 +246,8 @@ pub async fn login(app: &App, email: &str, candidate: &str, origin: Origin) -> A
         Some(user) if password::verify(candidate, stored).await => user,
         _ => return Err(AppError::InvalidCredentials),
     };
-    app.db.write(move |conn| async move { login_attempts::forget(conn, &attempt, &account).await }.boxed()).await?;
+    let (rows, account) = attempt;
+    app.db.write(move |conn| async move { login_attempts::forget(conn, &rows, &account).await }.boxed()).await?;
     if user.disabled {
         return Err(AppError::Forbidden("this account is disabled"));
     }
@@ -285,16 +303,21 @@ pub async fn authenticate(db: &Db, token: &str) -> AppResult<Option<Viewer>> {
     }))
 }
 
-/// Deletes expired sessions every hour, for as long as the server runs.
-pub async fn purge_expired_sessions(db: Db) {
+/// Deletes expired sessions, and sign-in attempts past their window, every hour for as
+/// long as the server runs.
+pub async fn purge_expired(db: Db, login_window: std::time::Duration) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
-        let purged = db.write(|conn| sessions::delete_expired(conn, domain::now()).boxed());
-        match purged.await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "expired sessions deleted"),
-            Err(error) => tracing::warn!(%error, "could not delete expired sessions"),
+        let now = domain::now();
+        let purged = db.write(|conn| sessions::delete_expired(conn, now).boxed()).await;
+        let swept = db.write(|conn| login_attempts::sweep(conn, login_window, now).boxed()).await;
+        for (what, outcome) in [("expired sessions", purged), ("old sign-in attempts", swept)] {
+            match outcome {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "{what} deleted"),
+                Err(error) => tracing::warn!(%error, "could not delete {what}"),
+            }
         }
     }
 }

@@ -220,7 +220,7 @@ impl Config {
             limits: AbuseLimits {
                 login_failures_per_account: parse(&var, "LOGIN_MAX_FAILURES", 10)?,
                 login_failures_per_address: parse(&var, "LOGIN_MAX_FAILURES_PER_ADDRESS", 50)?,
-                login_window: Duration::from_secs(parse(&var, "LOGIN_WINDOW_SECS", 900)?),
+                login_window: login_window(&var)?,
                 streams_per_user: parse(&var, "MAX_STREAMS_PER_USER", 4)?,
                 websocket_init_timeout: Duration::from_secs(parse(&var, "WS_INIT_TIMEOUT_SECS", 10)?),
                 subscriptions_per_connection: parse(&var, "WS_MAX_SUBSCRIPTIONS", 100)?,
@@ -306,6 +306,15 @@ fn bedrock(var: &impl Fn(&str) -> Option<String>, from_file: Option<BedrockSetti
         endpoint_url: var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").or(from_file.endpoint_url),
         bearer_token: var("AWS_BEARER_TOKEN_BEDROCK").map(SecretString::from),
     })
+}
+
+/// `LOGIN_WINDOW_SECS`: at most 30 days, so the window's start is a time every database
+/// can store.
+fn login_window(var: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+    match parse(var, "LOGIN_WINDOW_SECS", 900)? {
+        seconds @ 1..=2_592_000 => Ok(Duration::from_secs(seconds)),
+        _ => Err(ConfigError("LOGIN_WINDOW_SECS must be between 1 and 2592000 (30 days)".into())),
+    }
 }
 
 fn parse<T: std::str::FromStr>(var: &impl Fn(&str) -> Option<String>, key: &str, default: T) -> Result<T, ConfigError> {
@@ -448,5 +457,9 @@ mod tests {
         let err = config(&[("PORT", "eighty")]).expect_err("invalid port");
         assert!(err.to_string().contains("PORT"));
         assert!(config(&[("GRAPHQL_MAX_PAGE_SIZE", "5000")]).is_err());
+        for window in ["0", "2592001"] {
+            let err = config(&[("LOGIN_WINDOW_SECS", window)]).expect_err("a window out of range");
+            assert!(err.to_string().contains("LOGIN_WINDOW_SECS"), "{err}");
+        }
     }
 }

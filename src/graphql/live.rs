@@ -327,7 +327,8 @@ fn holding<T>(slot: Option<Slot<()>>, stream: impl Stream<Item = T>) -> impl Str
 
 /// Sends the viewer's events from the log, in log order, after `after` (or from now).
 /// The channel only says that something was committed: reading the log by cursor keeps
-/// the order and the cursor safe, and nothing is sent twice or skipped.
+/// the order and the cursor safe, and nothing is sent twice or missed. (From now, what
+/// had committed before is skipped; resuming from a cursor this gave may still send it.)
 fn viewer_events(
     app: Arc<App>,
     viewer: UserId,
@@ -337,7 +338,7 @@ fn viewer_events(
     async_stream::try_stream! {
         let mut session_over = std::pin::pin!(ends(app.sessions.watch(session)));
         let mut live = app.bus.subscribe(Topic::Viewer(viewer));
-        let (mut cursor, committed_before) = match after {
+        let (mut cursor, mut committed_before) = match after {
             Some(cursor) => (cursor, HashSet::new()),
             None => {
                 let now = log_now(&app).await?;
@@ -358,6 +359,7 @@ fn viewer_events(
                         yield history_event(event, encode_cursor(&cursor.encode()), &actors);
                     }
                 }
+                committed_before.retain(|tx| *tx >= cursor.tx_id);
                 batch.len() as i64 == VIEWER_BATCH
             };
             if full {

@@ -12,8 +12,10 @@ use serde::Deserialize;
 
 use super::{Client, origin};
 use crate::app::Served;
+use crate::auth::accounts::SignedIn;
 use crate::auth::oidc::{self, Callback, Failure, LOGIN_TTL};
 use crate::auth::session;
+use crate::config::Config;
 use crate::graphql::account::User;
 
 #[derive(Deserialize)]
@@ -77,28 +79,30 @@ pub async fn callback(
     };
     let mut response = match signed_in.await {
         Err(failure) => failure_page(&failure, invite.as_deref()),
-        Ok(signed_in) => {
-            let config = &app.config;
-            let session = session::set_cookie(&signed_in.token, config.session_ttl.as_secs(), config.secure_cookies());
-            let wants_json = headers
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|accept| accept.contains("application/json"));
-            // API clients that drove the flow themselves take the token from the body.
-            let body = if wants_json {
-                let user = User::from(signed_in.user);
-                let user = serde_json::json!({ "id": user.id.to_string(), "email": user.email, "name": user.name });
-                Json(serde_json::json!({ "token": signed_in.token, "user": user })).into_response()
-            } else {
-                Redirect::to(&format!("{}/", config.public_url.trim_end_matches('/'))).into_response()
-            };
-            ([(header::SET_COOKIE, session)], body).into_response()
-        }
+        Ok(signed_in) => signed_in_response(&app.config, &headers, signed_in),
     };
-    if let Some(Ok(clear)) = clear.map(|clear| clear.parse()) {
+    if let Some(clear) = clear.and_then(|clear| clear.parse().ok()) {
         response.headers_mut().append(header::SET_COOKIE, clear);
     }
     response
+}
+
+/// The session cookie, and a redirect to the web page, or the token for an API client
+/// that drove the flow itself.
+fn signed_in_response(config: &Config, headers: &HeaderMap, signed_in: SignedIn) -> Response {
+    let session = session::set_cookie(&signed_in.token, config.session_ttl.as_secs(), config.secure_cookies());
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    let body = if wants_json {
+        let user = User::from(signed_in.user);
+        let user = serde_json::json!({ "id": user.id.to_string(), "email": user.email, "name": user.name });
+        Json(serde_json::json!({ "token": signed_in.token, "user": user })).into_response()
+    } else {
+        Redirect::to(&format!("{}/", config.public_url.trim_end_matches('/'))).into_response()
+    };
+    ([(header::SET_COOKIE, session)], body).into_response()
 }
 
 fn not_configured() -> Response {

@@ -292,6 +292,7 @@ pub struct Now {
     pub committed: HashSet<i64>,
 }
 
+/// Where the log stands now, for a reader starting from now.
 pub async fn now(conn: &mut DbConn) -> StoreResult<Now> {
     let (before, committed) = with_conn!(conn,
         pg: |c| {

@@ -302,7 +302,7 @@ diesel::table! {
 
     login_attempts (id) {
         id -> Uuid,
-        key -> Text,
+        key -> Binary,
         attempted_at -> UtcTime,
     }
 }

@@ -36,11 +36,11 @@ CREATE TABLE invites (
 CREATE UNIQUE INDEX invites_code_hash_idx ON invites (code_hash);
 
 -- Sign-in attempts that failed or are still running, shared by every server on the
--- database so that throttling holds across them. `key` is `account:<email>` or
--- `address:<ip>`; rows are deleted once their window has passed.
+-- database so that throttling holds across them. `key` is the SHA-256 of
+-- `account:<email>` or `address:<ip>`; rows past their window are swept out.
 CREATE TABLE login_attempts (
     id           UUID PRIMARY KEY,
-    key          TEXT NOT NULL,
+    key          BYTEA NOT NULL,
     attempted_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX login_attempts_key_idx ON login_attempts (key, attempted_at);

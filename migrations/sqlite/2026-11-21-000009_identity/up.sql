@@ -36,11 +36,11 @@ CREATE TABLE invites (
 CREATE UNIQUE INDEX invites_code_hash_idx ON invites (code_hash);
 
 -- Sign-in attempts that failed or are still running, shared by every server on the
--- database so that throttling holds across them. `key` is `account:<email>` or
--- `address:<ip>`; rows are deleted once their window has passed.
+-- database so that throttling holds across them. `key` is the SHA-256 of
+-- `account:<email>` or `address:<ip>`; rows past their window are swept out.
 CREATE TABLE login_attempts (
     id           TEXT PRIMARY KEY NOT NULL,
-    key          TEXT NOT NULL,
+    key          BLOB NOT NULL,
     attempted_at TEXT NOT NULL
 );
 CREATE INDEX login_attempts_key_idx ON login_attempts (key, attempted_at);
