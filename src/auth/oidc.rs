@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
@@ -24,13 +26,14 @@ use super::session;
 use crate::app::App;
 use crate::config::OidcSettings;
 use crate::crypto::{Binding, SecretBox};
+use crate::domain::group::{self, Group};
 use crate::domain::ids::UserId;
 use crate::domain::user::{self, Identity, User};
 use crate::domain::values::{DisplayName, Email};
 use crate::domain::{self, Actor};
 use crate::error::AppError;
 use crate::storage::event_store::execute;
-use crate::storage::projections::{identities, users};
+use crate::storage::projections::{groups, identities, users};
 use crate::storage::{StoreError, sessions};
 
 /// The cookies that carry sign-ins in progress are named this followed by their state,
@@ -155,6 +158,8 @@ pub struct ProviderAccount {
     pub email_verified: bool,
     pub name: Option<String>,
     pub invite: Option<String>,
+    /// The provider groups the token lists, when `OIDC_GROUPS_CLAIM` names a claim it has.
+    pub groups: Option<Vec<String>>,
 }
 
 pub struct Oidc {
@@ -302,6 +307,7 @@ impl Oidc {
             email_verified: claims.email_verified().unwrap_or(false),
             name: claims.name().and_then(|name| name.get(None)).map(|name| name.to_string()),
             invite: started.invite,
+            groups: self.settings.groups_claim.as_deref().and_then(|claim| listed(&id_token.to_string(), claim)),
         })
     }
 
@@ -314,11 +320,63 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The strings a verified ID token's `claim` holds (a list, or one string); none if the
+/// token lacks it. The library only types the standard claims.
+fn listed(id_token: &str, claim: &str) -> Option<Vec<String>> {
+    let payload = URL_SAFE_NO_PAD.decode(id_token.split('.').nth(1)?).ok()?;
+    match serde_json::from_slice::<serde_json::Value>(&payload).ok()?.get(claim)? {
+        serde_json::Value::Array(items) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
+        serde_json::Value::String(one) => Some(vec![one.clone()]),
+        _ => None,
+    }
+}
+
+/// Signs the provider account in (see [`account_of`]); then, when the token lists the
+/// user's provider groups, makes their membership of linked groups follow it.
+pub async fn sign_in(
+    app: &App,
+    oidc: &Oidc,
+    mut account: ProviderAccount,
+    origin: Origin,
+) -> Result<SignedIn, Failure> {
+    let groups = account.groups.take();
+    let signed_in = account_of(app, oidc, account, origin).await?;
+    if let Some(groups) = groups
+        && let Err(error) = follow_provider_groups(app, signed_in.user.user_id(), &groups).await
+    {
+        // The sign-in stands; the next one tries again.
+        tracing::warn!(%error, "could not update provider group memberships");
+    }
+    Ok(signed_in)
+}
+
+/// Adds `user` to each group linked to a provider group in `listed`, and removes them
+/// from each linked group not in it. Each change is its own command on its group.
+async fn follow_provider_groups(app: &App, user: UserId, listed: &[String]) -> Result<(), AppError> {
+    let mut conn = app.db.conn().await?;
+    let linked = groups::linked(&mut conn).await?;
+    let member_of = groups::member_of(&mut conn, user).await?;
+    drop(conn);
+    for (group, provider_group) in linked {
+        let command = match (listed.contains(&provider_group), member_of.contains(&group)) {
+            (true, false) => group::Command::AddMember { user_id: user },
+            (false, true) => group::Command::RemoveMember { user_id: user },
+            _ => continue,
+        };
+        let recorded = app.db.write(|conn| {
+            async move { Ok::<_, AppError>(execute::<Group>(conn, group.uuid(), Actor::System, command).await?) }
+                .boxed()
+        });
+        crate::chat::publish(app, recorded.await?).await;
+    }
+    Ok(())
+}
+
 /// Signs the provider account in: to the account it was linked to, else to the account
 /// with its email when linking is allowed, else to a new account under the registration
 /// policy.
-pub async fn sign_in(app: &App, oidc: &Oidc, account: ProviderAccount, origin: Origin) -> Result<SignedIn, Failure> {
-    let ProviderAccount { identity, email, email_verified, name, invite } = account;
+async fn account_of(app: &App, oidc: &Oidc, account: ProviderAccount, origin: Origin) -> Result<SignedIn, Failure> {
+    let ProviderAccount { identity, email, email_verified, name, invite, groups: _ } = account;
     let mut conn = app.db.conn().await?;
     let linked = identities::user_of(&mut conn, &identity.issuer, &identity.subject).await?;
     let linked = match linked {

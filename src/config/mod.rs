@@ -37,6 +37,8 @@ pub struct OidcSettings {
     pub link_verified_email: bool,
     /// Shown on the sign-in button.
     pub display_name: String,
+    /// The ID token claim that lists the provider groups a user is in.
+    pub groups_claim: Option<String>,
 }
 
 /// Limits that keep one client from exhausting the server.
@@ -283,6 +285,7 @@ fn oidc(var: &impl Fn(&str) -> Option<String>, public_url: &str) -> Result<Optio
         scopes: scopes.split([' ', ',']).filter(|s| !s.is_empty() && *s != "openid").map(str::to_owned).collect(),
         link_verified_email: parse(var, "OIDC_LINK_VERIFIED_EMAIL", false)?,
         display_name: var("OIDC_DISPLAY_NAME").unwrap_or_else(|| "single sign-on".into()),
+        groups_claim: var("OIDC_GROUPS_CLAIM").filter(|claim| !claim.trim().is_empty()),
     }))
 }
 

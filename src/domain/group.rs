@@ -1,5 +1,6 @@
 //! The group aggregate: a named set of users that conversations can be shared with.
-//! Its creator manages it; members see it.
+//! Its creator manages it; members see it. A group linked to a group of the identity
+//! provider also gains and loses members as their sign-ins say.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,10 +10,20 @@ use super::{Actor, Aggregate, DomainEvent};
 
 #[derive(Debug)]
 pub enum Command {
-    Create { name: GroupName },
+    Create {
+        name: GroupName,
+    },
     Delete,
-    AddMember { user_id: UserId },
-    RemoveMember { user_id: UserId },
+    AddMember {
+        user_id: UserId,
+    },
+    RemoveMember {
+        user_id: UserId,
+    },
+    /// Links the group to the identity provider's group of this name, or unlinks it.
+    LinkProvider {
+        provider_group: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +33,7 @@ pub enum Event {
     GroupDeleted {},
     GroupMemberAdded { user_id: UserId },
     GroupMemberRemoved { user_id: UserId },
+    GroupProviderLinked { provider_group: Option<String> },
 }
 
 impl DomainEvent for Event {}
@@ -44,6 +56,8 @@ pub enum Rejection {
 struct State {
     creator: UserId,
     members: Vec<UserId>,
+    #[serde(default)]
+    provider_group: Option<String>,
 }
 
 // Snapshots of an older shape must fail to load rather than read as something else.
@@ -82,12 +96,16 @@ impl Aggregate for Group {
                 vec![Event::GroupMemberRemoved { user_id }]
             }
             Command::RemoveMember { .. } => return Err(Rejection::NotAMember),
+            Command::LinkProvider { provider_group } if provider_group == state.provider_group => vec![],
+            Command::LinkProvider { provider_group } => vec![Event::GroupProviderLinked { provider_group }],
         })
     }
 
     fn evolve(self, event: &Event) -> Self {
         let state = match (self.state, event) {
-            (_, Event::GroupCreated { creator_id, .. }) => Some(State { creator: *creator_id, members: vec![] }),
+            (_, Event::GroupCreated { creator_id, .. }) => {
+                Some(State { creator: *creator_id, members: vec![], provider_group: None })
+            }
             (_, Event::GroupDeleted {}) | (None, _) => None,
             (Some(mut state), Event::GroupMemberAdded { user_id }) => {
                 state.members.push(*user_id);
@@ -95,6 +113,10 @@ impl Aggregate for Group {
             }
             (Some(mut state), Event::GroupMemberRemoved { user_id }) => {
                 state.members.retain(|m| m != user_id);
+                Some(state)
+            }
+            (Some(mut state), Event::GroupProviderLinked { provider_group }) => {
+                state.provider_group = provider_group.clone();
                 Some(state)
             }
         };
@@ -128,6 +150,23 @@ mod tests {
         assert_eq!(group.decide(Actor::Admin(stranger), Command::Delete), Err(Rejection::NotFound));
         let removed = Command::RemoveMember { user_id: stranger };
         assert_eq!(group.decide(Actor::User(creator), removed), Err(Rejection::NotAMember));
+    }
+
+    #[test]
+    fn the_creator_links_it_to_a_provider_group() {
+        let (creator, member) = (UserId::new(), UserId::new());
+        let group = given(&[
+            Event::GroupCreated { creator_id: creator, name: "Team".into() },
+            Event::GroupMemberAdded { user_id: member },
+        ]);
+        let link = |name: &str| Command::LinkProvider { provider_group: Some(name.into()) };
+        let linked = Event::GroupProviderLinked { provider_group: Some("eng".into()) };
+        assert_eq!(group.decide(Actor::User(member), link("eng")), Err(Rejection::Forbidden));
+        assert_eq!(group.decide(Actor::Admin(creator), link("eng")), Ok(vec![linked.clone()]));
+        let group = group.evolve(&linked);
+        assert_eq!(group.decide(Actor::Admin(creator), link("eng")), Ok(vec![]), "already linked");
+        let join = Command::AddMember { user_id: UserId::new() };
+        assert!(group.decide(Actor::System, join).is_ok_and(|events| events.len() == 1), "sign-ins add members");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::storage::projections::registration::{self as invites, InviteRow};
 use crate::storage::projections::users::{self, UserRow};
 use crate::storage::sql_types::DbUuid;
 
-fn admin<'a>(ctx: &'a Context<'_>) -> Result<&'a Viewer, AppError> {
+pub(super) fn admin<'a>(ctx: &'a Context<'_>) -> Result<&'a Viewer, AppError> {
     let viewer = ctx.viewer()?;
     match viewer.role {
         Role::Admin => Ok(viewer),

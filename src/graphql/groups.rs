@@ -51,6 +51,12 @@ impl Group {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at.0
     }
+
+    /// The identity provider's group its membership follows, if linked: each single
+    /// sign-on adds the user if the provider lists them in it, and removes them if not.
+    async fn provider_group(&self) -> Option<&str> {
+        self.0.provider_group.as_deref()
+    }
 }
 
 /// The group, if the viewer created it or belongs to it; NOT_FOUND otherwise.
@@ -158,6 +164,24 @@ impl GroupsMutation {
         visible(ctx.app(), viewer, id).await?;
         let user_id = existing_user(ctx.app(), &input.user_id).await?;
         run(ctx.app(), viewer, id, Command::AddMember { user_id }).await?;
+        Ok(Group(visible(ctx.app(), viewer, id).await?))
+    }
+
+    /// Links a group the administrator created to the identity provider's group named
+    /// `providerGroup` (as the `OIDC_GROUPS_CLAIM` claim lists it), or unlinks it (null).
+    async fn link_group_to_provider(
+        &self,
+        ctx: &Context<'_>,
+        group_id: ID,
+        provider_group: Option<String>,
+    ) -> ApiResult<Group> {
+        let viewer = super::admin::admin(ctx)?;
+        let id = self::group_id(&group_id)?;
+        let provider_group = provider_group.map(|name| name.trim().to_owned());
+        if provider_group.as_ref().is_some_and(|name| name.is_empty() || name.chars().count() > 256) {
+            return Err(AppError::bad_input("providerGroup", "must be 1 to 256 characters").into());
+        }
+        run(ctx.app(), viewer, id, Command::LinkProvider { provider_group }).await?;
         Ok(Group(visible(ctx.app(), viewer, id).await?))
     }
 

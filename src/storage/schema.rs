@@ -238,6 +238,7 @@ diesel::table! {
         deleted -> Bool,
         created_at -> UtcTime,
         updated_at -> UtcTime,
+        provider_group -> Nullable<Text>,
     }
 }
 

@@ -11,7 +11,7 @@ const MESSAGES: &str = "query($id: ID!) { conversation(id: $id) { messageCount f
     messages(first: 100) { edges { node { id seq role content } } } } }";
 const FORK: &str =
     "mutation($id: ID!, $at: ID!) { forkConversation(input: { conversationId: $id, atMessageId: $at }) { id } }";
-const GRANT: &str = "mutation($id: ID!, $user: ID, $group: ID, $role: GrantRole!) {
+pub(crate) const GRANT: &str = "mutation($id: ID!, $user: ID, $group: ID, $role: GrantRole!) {
     grantAccess(input: { conversationId: $id, userId: $user, groupId: $group, role: $role }) { id } }";
 const EVENTS: &str = "subscription($id: ID!) { conversationEvents(conversationId: $id) {
     ... on HistoryEvent { type } ... on MessageDelta { text } } }";

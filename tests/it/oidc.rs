@@ -27,6 +27,8 @@ struct Browser<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
     provider_cookies: BTreeMap<String, String>,
+    /// The provider groups the accounts it signs in as are in (comma-separated).
+    groups: &'static str,
 }
 
 /// Where a sign-in stands once the provider sends the browser back.
@@ -50,7 +52,7 @@ fn location(response: &reqwest::Response) -> String {
 impl<'a> Browser<'a> {
     fn new(app: &'a TestApp) -> Self {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Browser { app, http, provider_cookies: BTreeMap::new() }
+        Browser { app, http, provider_cookies: BTreeMap::new(), groups: "" }
     }
 
     async fn at_provider(&mut self, request: reqwest::RequestBuilder) -> reqwest::Response {
@@ -87,6 +89,7 @@ impl<'a> Browser<'a> {
                 ("email", account.email.to_owned()),
                 ("email_verified", account.verified.to_string()),
                 ("name", format!("Name of {}", account.sub)),
+                ("groups", self.groups.to_owned()),
             ],
             None => vec![("deny", "1".to_owned())],
         };
@@ -326,4 +329,68 @@ async fn links_accounts_by_email_only_when_verified_and_allowed(app: TestApp) {
     assert_eq!(me(&app, &token).await["data"]["me"]["email"], "carol@example.com");
 }
 
-on_both_backends!(signs_in_through_the_provider, links_accounts_by_email_only_when_verified_and_allowed);
+const LINK: &str = "mutation($id: ID!, $name: String) {
+    linkGroupToProvider(groupId: $id, providerGroup: $name) { providerGroup } }";
+
+async fn group_names(app: &TestApp, token: &str) -> Vec<String> {
+    let data = app.ok(Some(token), "{ groups { edges { node { name } } } }", json!({})).await;
+    let edges = data["groups"]["edges"].as_array().expect("edges").iter();
+    edges.map(|e| e["node"]["name"].as_str().expect("name").to_owned()).collect()
+}
+
+async fn provider_groups_follow_the_claim(app: TestApp) {
+    let settings = [("OIDC_GROUPS_CLAIM", "groups"), ("OIDC_SCOPES", "openid email profile groups")];
+    let (app, _provider) = with_provider(app, &settings).await;
+    let (admin, _) = app.register("admin@example.com").await;
+    let (uma, _) = app.register("uma@example.com").await;
+    let create = "mutation($name: String!) { createGroup(name: $name) { id } }";
+    let mut ids = vec![];
+    for (token, name) in [(&admin, "Engineering"), (&admin, "Operations"), (&admin, "Manual"), (&uma, "Uma's")] {
+        ids.push(app.ok(Some(token), create, json!({ "name": name })).await["createGroup"]["id"].clone());
+    }
+    let (eng, ops, manual, umas) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+
+    // Only an administrator links, and only a group they manage.
+    let to_eng = json!({ "id": eng, "name": "eng" });
+    assert_eq!(error_code(&app.graphql(Some(&uma), LINK, to_eng.clone()).await), "FORBIDDEN");
+    assert_eq!(error_code(&app.graphql(None, LINK, to_eng.clone()).await), "UNAUTHENTICATED");
+    assert_eq!(error_code(&app.graphql(Some(&admin), LINK, json!({ "id": umas, "name": "x" })).await), "NOT_FOUND");
+    assert_eq!(error_code(&app.graphql(Some(&admin), LINK, json!({ "id": eng, "name": " " })).await), "BAD_USER_INPUT");
+    assert_eq!(app.ok(Some(&admin), LINK, to_eng).await["linkGroupToProvider"]["providerGroup"], "eng");
+    app.ok(Some(&admin), LINK, json!({ "id": ops, "name": "ops" })).await;
+
+    // Signing in puts the user in the linked groups the provider lists, and only those.
+    let mut browser = Browser::new(&app);
+    browser.groups = "eng,payroll";
+    let dev = Account { sub: "dev", email: "dev@example.com", verified: true };
+    let token = browser.sign_in(&dev).await;
+    assert_eq!(group_names(&app, &token).await, ["Engineering"]);
+    let conversation = app.create_conversation(&admin, "Plans").await;
+    let share = json!({ "id": conversation, "group": eng, "role": "VIEWER" });
+    app.ok(Some(&admin), crate::collaboration::GRANT, share).await;
+    let read = "query($id: ID!) { conversation(id: $id) { title } }";
+    assert_eq!(app.ok(Some(&token), read, json!({ "id": conversation })).await["conversation"]["title"], "Plans");
+    let dev_id = me(&app, &token).await["data"]["me"]["id"].clone();
+    let add = "mutation($g: ID!, $u: ID!) { addGroupMember(input: { groupId: $g, userId: $u }) { id } }";
+    app.ok(Some(&admin), add, json!({ "g": manual, "u": dev_id })).await;
+
+    // The provider moves them: the next sign-in follows; a group not linked is left alone.
+    browser.groups = "ops";
+    let token = browser.sign_in(&dev).await;
+    assert_eq!(group_names(&app, &token).await, ["Manual", "Operations"]);
+    assert_eq!(error_code(&app.graphql(Some(&token), read, json!({ "id": conversation })).await), "NOT_FOUND");
+
+    // Unlinked, a group keeps its members but no longer follows the provider.
+    let unlinked = app.ok(Some(&admin), LINK, json!({ "id": ops, "name": null })).await;
+    assert!(unlinked["linkGroupToProvider"]["providerGroup"].is_null());
+    browser.groups = "";
+    let token = browser.sign_in(&dev).await;
+    assert_eq!(group_names(&app, &token).await, ["Manual", "Operations"]);
+    crate::rebuild::rebuild_reproduces(&app).await;
+}
+
+on_both_backends!(
+    signs_in_through_the_provider,
+    links_accounts_by_email_only_when_verified_and_allowed,
+    provider_groups_follow_the_claim
+);

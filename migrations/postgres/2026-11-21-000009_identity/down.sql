@@ -1,3 +1,4 @@
+ALTER TABLE user_groups DROP COLUMN provider_group;
 DROP TABLE login_attempts;
 DROP TABLE invites;
 DROP TABLE registration_settings;

@@ -45,3 +45,6 @@ CREATE TABLE login_attempts (
 );
 CREATE INDEX login_attempts_key_idx ON login_attempts (key, attempted_at);
 CREATE INDEX login_attempts_time_idx ON login_attempts (attempted_at);
+
+-- The identity provider's group a group's membership follows, if any.
+ALTER TABLE user_groups ADD COLUMN provider_group TEXT;

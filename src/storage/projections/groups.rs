@@ -23,6 +23,8 @@ pub struct GroupRow {
     pub deleted: bool,
     pub created_at: DbTime,
     pub updated_at: DbTime,
+    /// The identity provider's group its membership follows.
+    pub provider_group: Option<String>,
 }
 
 impl GroupRow {
@@ -47,18 +49,26 @@ pub struct MemberRow {
 
 pub struct Groups;
 
+/// A change to a group's row, and when.
+#[derive(Clone)]
+pub enum GroupUpdate {
+    Deleted(DbTime),
+    Linked(Option<String>, DbTime),
+}
+
 impl Table for Groups {
     type Row = GroupRow;
-    /// When the group was deleted.
-    type Update = DbTime;
+    type Update = GroupUpdate;
 
     fn id(row: &GroupRow) -> DbUuid {
         row.id
     }
 
-    fn merge(deleted_at: DbTime, row: &mut GroupRow) {
-        row.deleted = true;
-        row.updated_at = deleted_at;
+    fn merge(update: GroupUpdate, row: &mut GroupRow) {
+        match update {
+            GroupUpdate::Deleted(at) => (row.deleted, row.updated_at) = (true, at),
+            GroupUpdate::Linked(provider_group, at) => (row.provider_group, row.updated_at) = (provider_group, at),
+        }
     }
 
     async fn insert(conn: &mut DbConn, rows: &[GroupRow]) -> StoreResult<()> {
@@ -66,12 +76,21 @@ impl Table for Groups {
         Ok(())
     }
 
-    async fn update(conn: &mut DbConn, id: DbUuid, deleted_at: &DbTime) -> StoreResult<()> {
-        with_conn!(conn, |c| {
-            diesel::update(user_groups::table.find(id))
-                .set((user_groups::deleted.eq(true), user_groups::updated_at.eq(*deleted_at)))
-                .execute(c)
-                .await
+    async fn update(conn: &mut DbConn, id: DbUuid, update: &GroupUpdate) -> StoreResult<()> {
+        let row = user_groups::table.find(id);
+        with_conn!(conn, |c| match update {
+            GroupUpdate::Deleted(at) => {
+                diesel::update(row)
+                    .set((user_groups::deleted.eq(true), user_groups::updated_at.eq(*at)))
+                    .execute(c)
+                    .await
+            }
+            GroupUpdate::Linked(provider_group, at) => {
+                diesel::update(row)
+                    .set((user_groups::provider_group.eq(provider_group), user_groups::updated_at.eq(*at)))
+                    .execute(c)
+                    .await
+            }
         })?;
         Ok(())
     }
@@ -145,8 +164,12 @@ pub(super) fn group_change(stored: &RecordedEvent, event: &Event) -> Option<RowC
             deleted: false,
             created_at: stored.occurred_at,
             updated_at: stored.occurred_at,
+            provider_group: None,
         })),
-        Event::GroupDeleted {} => Some(RowChange::Update(stored.stream_id, stored.occurred_at)),
+        Event::GroupDeleted {} => Some(RowChange::Update(stored.stream_id, GroupUpdate::Deleted(stored.occurred_at))),
+        Event::GroupProviderLinked { provider_group } => {
+            Some(RowChange::Update(stored.stream_id, GroupUpdate::Linked(provider_group.clone(), stored.occurred_at)))
+        }
         Event::GroupMemberAdded { .. } | Event::GroupMemberRemoved { .. } => None,
     }
 }
@@ -163,7 +186,7 @@ pub(super) fn member_change(stored: &RecordedEvent, event: &Event) -> Option<Row
         Event::GroupMemberRemoved { user_id } => {
             Some(RowChange::Update(member_id(stored.stream_id, *user_id), stored.occurred_at))
         }
-        Event::GroupCreated { .. } | Event::GroupDeleted {} => None,
+        Event::GroupCreated { .. } | Event::GroupDeleted {} | Event::GroupProviderLinked { .. } => None,
     }
 }
 
@@ -230,6 +253,33 @@ pub async fn of_user(
         }
         query.load(c).await
     })?)
+}
+
+/// The groups linked to a provider group, with its name.
+pub async fn linked(conn: &mut DbConn) -> StoreResult<Vec<(GroupId, String)>> {
+    let rows: Vec<(DbUuid, Option<String>)> = with_conn!(conn, |c| {
+        user_groups::table
+            .filter(user_groups::deleted.eq(false))
+            .filter(user_groups::provider_group.is_not_null())
+            .select((user_groups::id, user_groups::provider_group))
+            .load(c)
+            .await
+    })?;
+    Ok(rows.into_iter().filter_map(|(id, name)| Some((GroupId::from_uuid(id.0), name?))).collect())
+}
+
+/// The groups `user` is a member of.
+pub async fn member_of(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<GroupId>> {
+    let user = DbUuid(user.uuid());
+    let rows: Vec<DbUuid> = with_conn!(conn, |c| {
+        group_members::table
+            .filter(group_members::user_id.eq(user))
+            .filter(group_members::active.eq(true))
+            .select(group_members::group_id)
+            .load(c)
+            .await
+    })?;
+    Ok(rows.into_iter().map(|id| GroupId::from_uuid(id.0)).collect())
 }
 
 pub async fn all(conn: &mut DbConn) -> StoreResult<(Vec<GroupRow>, Vec<MemberRow>)> {
