@@ -26,7 +26,7 @@ use super::session;
 use crate::app::App;
 use crate::config::OidcSettings;
 use crate::crypto::{Binding, SecretBox};
-use crate::domain::group::{self, Group};
+use crate::domain::group;
 use crate::domain::ids::UserId;
 use crate::domain::user::{self, Identity, User};
 use crate::domain::values::{DisplayName, Email};
@@ -320,15 +320,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The strings a verified ID token's `claim` holds (a list, or one string); none if the
-/// token lacks it. The library only types the standard claims.
+/// The strings a verified ID token's top-level `claim` holds (a list of strings, or one
+/// string); none if the token lacks it or it has another shape, which must not read as
+/// "in no group". The library only types the standard claims.
 fn listed(id_token: &str, claim: &str) -> Option<Vec<String>> {
     let payload = URL_SAFE_NO_PAD.decode(id_token.split('.').nth(1)?).ok()?;
-    match serde_json::from_slice::<serde_json::Value>(&payload).ok()?.get(claim)? {
-        serde_json::Value::Array(items) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
+    let listed = match serde_json::from_slice::<serde_json::Value>(&payload).ok()?.get(claim)? {
+        serde_json::Value::Array(items) => items.iter().map(|v| v.as_str().map(str::to_owned)).collect(),
         serde_json::Value::String(one) => Some(vec![one.clone()]),
         _ => None,
+    };
+    if listed.is_none() {
+        tracing::warn!(claim, "the groups claim is not a list of strings; group memberships left as they are");
     }
+    listed
 }
 
 /// Signs the provider account in (see [`account_of`]); then, when the token lists the
@@ -351,23 +356,27 @@ pub async fn sign_in(
 }
 
 /// Adds `user` to each group linked to a provider group in `listed`, and removes them
-/// from each linked group not in it. Each change is its own command on its group.
+/// from each linked group not in it. Each change is its own command on its group; one
+/// that fails (say, a concurrent sign-in made it already) does not stop the others, and
+/// removals go first, since access the provider withdrew matters most.
 async fn follow_provider_groups(app: &App, user: UserId, listed: &[String]) -> Result<(), AppError> {
     let mut conn = app.db.conn().await?;
     let linked = groups::linked(&mut conn).await?;
     let member_of = groups::member_of(&mut conn, user).await?;
     drop(conn);
-    for (group, provider_group) in linked {
-        let command = match (listed.contains(&provider_group), member_of.contains(&group)) {
-            (true, false) => group::Command::AddMember { user_id: user },
-            (false, true) => group::Command::RemoveMember { user_id: user },
-            _ => continue,
-        };
-        let recorded = app.db.write(|conn| {
-            async move { Ok::<_, AppError>(execute::<Group>(conn, group.uuid(), Actor::System, command).await?) }
-                .boxed()
-        });
-        crate::chat::publish(app, recorded.await?).await;
+    let mut changes: Vec<_> = linked
+        .into_iter()
+        .filter_map(|(group, provider_group)| match (listed.contains(&provider_group), member_of.contains(&group)) {
+            (true, false) => Some((group, group::Command::AddMember { user_id: user })),
+            (false, true) => Some((group, group::Command::RemoveMember { user_id: user })),
+            _ => None,
+        })
+        .collect();
+    changes.sort_by_key(|(_, command)| matches!(command, group::Command::AddMember { .. }));
+    for (group, command) in changes {
+        if let Err(error) = crate::chat::run_on_group(app, Actor::System, group, command).await {
+            tracing::warn!(%error, %group, %user, "could not follow a provider group");
+        }
     }
     Ok(())
 }

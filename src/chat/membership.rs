@@ -2,14 +2,17 @@
 //! group), resolved from the read side, since group membership lives in other streams.
 //! The aggregate then enforces what that role may do.
 
+use futures_util::FutureExt;
+
 use crate::app::App;
 use crate::auth::Viewer;
 use crate::domain::Actor;
 use crate::domain::access::Role;
-use crate::domain::ids::ConversationId;
+use crate::domain::group::{self, Group};
+use crate::domain::ids::{ConversationId, GroupId};
 use crate::error::{AppError, AppResult};
 use crate::storage::DbConn;
-use crate::storage::event_store::RecordedEvent;
+use crate::storage::event_store::{RecordedEvent, execute};
 use crate::storage::projections::access;
 use crate::storage::projections::conversations::{self, ConversationRow};
 
@@ -49,6 +52,15 @@ pub async fn of(conn: &mut DbConn, viewer: &Viewer, id: ConversationId) -> AppRe
 }
 
 /// Publishes committed events to everyone they concern, here and on other instances.
+/// Runs a command on a group and tells everyone it concerns.
+pub async fn run_on_group(app: &App, actor: Actor, id: GroupId, command: group::Command) -> AppResult<()> {
+    let recorded = app.db.write(|conn| {
+        async move { Ok::<_, AppError>(execute::<Group>(conn, id.uuid(), actor, command).await?) }.boxed()
+    });
+    publish(app, recorded.await?).await;
+    Ok(())
+}
+
 pub async fn publish(app: &App, events: Vec<RecordedEvent>) {
     let audience = async { access::audience(&mut app.db.conn().await?, &events).await };
     match audience.await {

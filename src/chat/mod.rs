@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 
-pub use membership::{Membership, publish};
+pub use membership::{Membership, publish, run_on_group};
 pub use recovery::{keep_sweeping, sweep_stale_replies};
 pub use running::{Replies, keep_checkpointing};
 

@@ -56,11 +56,12 @@ pub enum Rejection {
 struct State {
     creator: UserId,
     members: Vec<UserId>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     provider_group: Option<String>,
 }
 
 // Snapshots of an older shape must fail to load rather than read as something else.
+// (`provider_group` may be missing: a snapshot from before links existed has none.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
@@ -96,6 +97,10 @@ impl Aggregate for Group {
                 vec![Event::GroupMemberRemoved { user_id }]
             }
             Command::RemoveMember { .. } => return Err(Rejection::NotAMember),
+            // Linking hands membership to the provider: an administrator's decision.
+            Command::LinkProvider { .. } if !matches!(actor, Actor::Admin(_) | Actor::System) => {
+                return Err(Rejection::Forbidden);
+            }
             Command::LinkProvider { provider_group } if provider_group == state.provider_group => vec![],
             Command::LinkProvider { provider_group } => vec![Event::GroupProviderLinked { provider_group }],
         })
@@ -162,6 +167,7 @@ mod tests {
         let link = |name: &str| Command::LinkProvider { provider_group: Some(name.into()) };
         let linked = Event::GroupProviderLinked { provider_group: Some("eng".into()) };
         assert_eq!(group.decide(Actor::User(member), link("eng")), Err(Rejection::Forbidden));
+        assert_eq!(group.decide(Actor::User(creator), link("eng")), Err(Rejection::Forbidden), "administrators only");
         assert_eq!(group.decide(Actor::Admin(creator), link("eng")), Ok(vec![linked.clone()]));
         let group = group.evolve(&linked);
         assert_eq!(group.decide(Actor::Admin(creator), link("eng")), Ok(vec![]), "already linked");

@@ -4,7 +4,6 @@
 use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
 
 use super::collaboration::Person;
 use super::pagination::{decode_cursor, encode_cursor, page, page_size};
@@ -12,11 +11,10 @@ use super::{ApiResult, ContextExt, parse_id};
 use crate::app::App;
 use crate::auth::Viewer;
 use crate::chat;
-use crate::domain::group::{self, Command};
+use crate::domain::group::Command;
 use crate::domain::ids::{GroupId, UserId};
 use crate::domain::values::GroupName;
 use crate::error::{AppError, AppResult};
-use crate::storage::event_store::execute;
 use crate::storage::projections::groups::{self, GroupRow};
 use crate::storage::projections::users;
 
@@ -67,19 +65,6 @@ async fn visible(app: &App, viewer: &Viewer, id: GroupId) -> AppResult<GroupRow>
         Some(row) if groups::members(&mut conn, id).await?.contains(&viewer.user_id) => Ok(row),
         _ => Err(AppError::NotFound("group")),
     }
-}
-
-/// Runs a group command for the viewer and publishes what it recorded.
-async fn run(app: &App, viewer: &Viewer, id: GroupId, command: Command) -> AppResult<()> {
-    let actor = viewer.actor();
-    let events = app
-        .db
-        .write(|conn| {
-            async move { Ok::<_, AppError>(execute::<group::Group>(conn, id.uuid(), actor, command).await?) }.boxed()
-        })
-        .await?;
-    chat::publish(app, events).await;
-    Ok(())
 }
 
 /// A user who exists, to add to a group.
@@ -146,7 +131,7 @@ impl GroupsMutation {
         let viewer = ctx.viewer()?;
         let name = GroupName::parse(&name)?;
         let id = GroupId::new();
-        run(ctx.app(), viewer, id, Command::Create { name }).await?;
+        chat::run_on_group(ctx.app(), viewer.actor(), id, Command::Create { name }).await?;
         Ok(Group(visible(ctx.app(), viewer, id).await?))
     }
 
@@ -154,7 +139,7 @@ impl GroupsMutation {
     /// Returns its id.
     async fn delete_group(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
         let viewer = ctx.viewer()?;
-        run(ctx.app(), viewer, group_id(&id)?, Command::Delete).await?;
+        chat::run_on_group(ctx.app(), viewer.actor(), group_id(&id)?, Command::Delete).await?;
         Ok(id)
     }
 
@@ -163,7 +148,7 @@ impl GroupsMutation {
         let id = group_id(&input.group_id)?;
         visible(ctx.app(), viewer, id).await?;
         let user_id = existing_user(ctx.app(), &input.user_id).await?;
-        run(ctx.app(), viewer, id, Command::AddMember { user_id }).await?;
+        chat::run_on_group(ctx.app(), viewer.actor(), id, Command::AddMember { user_id }).await?;
         Ok(Group(visible(ctx.app(), viewer, id).await?))
     }
 
@@ -181,7 +166,7 @@ impl GroupsMutation {
         if provider_group.as_ref().is_some_and(|name| name.is_empty() || name.chars().count() > 256) {
             return Err(AppError::bad_input("providerGroup", "must be 1 to 256 characters").into());
         }
-        run(ctx.app(), viewer, id, Command::LinkProvider { provider_group }).await?;
+        chat::run_on_group(ctx.app(), viewer.actor(), id, Command::LinkProvider { provider_group }).await?;
         Ok(Group(visible(ctx.app(), viewer, id).await?))
     }
 
@@ -189,7 +174,7 @@ impl GroupsMutation {
         let viewer = ctx.viewer()?;
         let id = group_id(&input.group_id)?;
         let user_id = parse_id("userId", &input.user_id, UserId::parse)?;
-        run(ctx.app(), viewer, id, Command::RemoveMember { user_id }).await?;
+        chat::run_on_group(ctx.app(), viewer.actor(), id, Command::RemoveMember { user_id }).await?;
         Ok(Group(visible(ctx.app(), viewer, id).await?))
     }
 }

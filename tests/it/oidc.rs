@@ -27,8 +27,9 @@ struct Browser<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
     provider_cookies: BTreeMap<String, String>,
-    /// The provider groups the accounts it signs in as are in (comma-separated).
-    groups: &'static str,
+    /// The provider groups the accounts it signs in as are in (comma-separated), if the
+    /// provider says.
+    groups: Option<&'static str>,
 }
 
 /// Where a sign-in stands once the provider sends the browser back.
@@ -52,7 +53,7 @@ fn location(response: &reqwest::Response) -> String {
 impl<'a> Browser<'a> {
     fn new(app: &'a TestApp) -> Self {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Browser { app, http, provider_cookies: BTreeMap::new(), groups: "" }
+        Browser { app, http, provider_cookies: BTreeMap::new(), groups: None }
     }
 
     async fn at_provider(&mut self, request: reqwest::RequestBuilder) -> reqwest::Response {
@@ -83,16 +84,16 @@ impl<'a> Browser<'a> {
         let authorize = tamper(location(&login));
         let interaction = location(&self.at_provider(self.http.get(&authorize)).await);
         let provider = authorize.split("/auth?").next().expect("provider").to_owned();
-        let form: Vec<(&str, String)> = match account {
+        let mut form: Vec<(&str, String)> = match account {
             Some(account) => vec![
                 ("sub", account.sub.to_owned()),
                 ("email", account.email.to_owned()),
                 ("email_verified", account.verified.to_string()),
                 ("name", format!("Name of {}", account.sub)),
-                ("groups", self.groups.to_owned()),
             ],
             None => vec![("deny", "1".to_owned())],
         };
+        form.extend(self.groups.map(|groups| ("groups", groups.to_owned())));
         let interaction = at(&provider, interaction);
         let resume = at(&provider, location(&self.at_provider(self.http.post(&interaction).form(&form)).await));
         let back = location(&self.at_provider(self.http.get(&resume)).await);
@@ -361,7 +362,7 @@ async fn provider_groups_follow_the_claim(app: TestApp) {
 
     // Signing in puts the user in the linked groups the provider lists, and only those.
     let mut browser = Browser::new(&app);
-    browser.groups = "eng,payroll";
+    browser.groups = Some("eng,payroll");
     let dev = Account { sub: "dev", email: "dev@example.com", verified: true };
     let token = browser.sign_in(&dev).await;
     assert_eq!(group_names(&app, &token).await, ["Engineering"]);
@@ -375,15 +376,20 @@ async fn provider_groups_follow_the_claim(app: TestApp) {
     app.ok(Some(&admin), add, json!({ "g": manual, "u": dev_id })).await;
 
     // The provider moves them: the next sign-in follows; a group not linked is left alone.
-    browser.groups = "ops";
+    browser.groups = Some("ops");
     let token = browser.sign_in(&dev).await;
     assert_eq!(group_names(&app, &token).await, ["Manual", "Operations"]);
     assert_eq!(error_code(&app.graphql(Some(&token), read, json!({ "id": conversation })).await), "NOT_FOUND");
 
+    // A token that says nothing of groups changes nothing.
+    browser.groups = None;
+    let token = browser.sign_in(&dev).await;
+    assert_eq!(group_names(&app, &token).await, ["Manual", "Operations"]);
+
     // Unlinked, a group keeps its members but no longer follows the provider.
     let unlinked = app.ok(Some(&admin), LINK, json!({ "id": ops, "name": null })).await;
     assert!(unlinked["linkGroupToProvider"]["providerGroup"].is_null());
-    browser.groups = "";
+    browser.groups = Some("");
     let token = browser.sign_in(&dev).await;
     assert_eq!(group_names(&app, &token).await, ["Manual", "Operations"]);
     crate::rebuild::rebuild_reproduces(&app).await;

@@ -71,7 +71,8 @@ async function interaction(req, res, uid) {
     email: form.get("email"),
     email_verified: form.get("email_verified") === "true",
     name: form.get("name") ?? sub,
-    groups: (form.get("groups") ?? "").split(",").filter(Boolean),
+    // No field, no claim: the token then says nothing of groups.
+    groups: form.has("groups") ? form.get("groups").split(",").filter(Boolean) : undefined,
   });
   const grant = new provider.Grant({ accountId: sub, clientId: details.params.client_id });
   grant.addOIDCScope(details.params.scope);
