@@ -246,13 +246,25 @@ pub async fn login(app: &App, email: &str, candidate: &str, origin: Origin) -> A
         Some(user) if password::verify(candidate, stored).await => user,
         _ => return Err(AppError::InvalidCredentials),
     };
+    // The password was right: its attempts are forgotten even if the account is disabled.
     let (rows, account) = attempt;
-    app.db.write(move |conn| async move { login_attempts::forget(conn, &rows, &account).await }.boxed()).await?;
+    let (token, session) = new_session(&app.config, user.user_id(), Method::Password, origin)?;
+    let session = (!user.disabled).then_some(session);
+    app.db
+        .write(move |conn| {
+            async move {
+                login_attempts::forget(conn, &rows, &account).await?;
+                if let Some(session) = &session {
+                    sessions::insert(conn, session).await?;
+                }
+                Ok::<_, AppError>(())
+            }
+            .boxed()
+        })
+        .await?;
     if user.disabled {
         return Err(AppError::Forbidden("this account is disabled"));
     }
-    let (token, session) = new_session(&app.config, user.user_id(), Method::Password, origin)?;
-    app.db.write(move |conn| async move { sessions::insert(conn, &session).await }.boxed()).await?;
     Ok(SignedIn { token, user })
 }
 
@@ -328,15 +340,11 @@ pub async fn logout(db: &Db, viewer: &Viewer) -> AppResult<()> {
     Ok(())
 }
 
-async fn user_by_email(db: &Db, email: &str) -> AppResult<UserRow> {
+/// The account with this email.
+pub async fn find_by_email(db: &Db, email: &str) -> AppResult<UserRow> {
     let email = Email::parse(email)?;
     let mut conn = db.conn().await?;
     users::find_by_email(&mut conn, email.as_str()).await?.ok_or(AppError::NotFound("user"))
-}
-
-/// The id of the account with this email.
-pub async fn find_by_email(db: &Db, email: &str) -> AppResult<UserRow> {
-    user_by_email(db, email).await
 }
 
 fn last_admin() -> AppError {

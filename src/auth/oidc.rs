@@ -164,6 +164,8 @@ pub struct ProviderAccount {
 
 pub struct Oidc {
     settings: OidcSettings,
+    issuer: IssuerUrl,
+    redirect: RedirectUrl,
     http: Http,
     metadata: tokio::sync::Mutex<Option<(Instant, CoreProviderMetadata)>>,
 }
@@ -207,13 +209,13 @@ async fn send(
 
 impl Oidc {
     pub fn new(settings: OidcSettings) -> anyhow::Result<Oidc> {
-        IssuerUrl::new(settings.issuer.clone())?;
-        RedirectUrl::new(settings.redirect_url.clone())?;
+        let issuer = IssuerUrl::new(settings.issuer.clone())?;
+        let redirect = RedirectUrl::new(settings.redirect_url.clone())?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()?;
-        Ok(Oidc { settings, http: Http(http), metadata: tokio::sync::Mutex::new(None) })
+        Ok(Oidc { settings, issuer, redirect, http: Http(http), metadata: tokio::sync::Mutex::new(None) })
     }
 
     pub fn display_name(&self) -> &str {
@@ -226,19 +228,18 @@ impl Oidc {
         let metadata = match fresh {
             Some(metadata) => metadata,
             None => {
-                let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|_| Failure::Unavailable)?;
-                let metadata = CoreProviderMetadata::discover_async(issuer, &self.http).await.map_err(|error| {
-                    tracing::warn!(%error, "OpenID Connect discovery failed");
-                    Failure::Unavailable
-                })?;
+                let metadata =
+                    CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http).await.map_err(|error| {
+                        tracing::warn!(%error, "OpenID Connect discovery failed");
+                        Failure::Unavailable
+                    })?;
                 *cached = Some((Instant::now(), metadata.clone()));
                 metadata
             }
         };
         let secret = self.settings.client_secret.as_ref().map(|s| ClientSecret::new(s.expose_secret().to_owned()));
-        let redirect = RedirectUrl::new(self.settings.redirect_url.clone()).map_err(|_| Failure::Unavailable)?;
         Ok(CoreClient::from_provider_metadata(metadata, ClientId::new(self.settings.client_id.clone()), secret)
-            .set_redirect_uri(redirect))
+            .set_redirect_uri(self.redirect.clone()))
     }
 
     pub async fn begin(&self, secrets: &SecretBox, invite: Option<String>) -> Result<Begun, Failure> {

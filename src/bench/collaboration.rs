@@ -174,6 +174,6 @@ async fn conversation(
 
 fn report(what: &str, mut times: Vec<Duration>) {
     times.sort();
-    let at = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    let at = |p: f64| super::percentile(&times, p);
     println!("{what:<45} p50 {:>8.2?}   p99 {:>8.2?}   max {:>8.2?}", at(0.5), at(0.99), at(1.0));
 }

@@ -68,3 +68,8 @@ impl Scratch {
         Ok(())
     }
 }
+
+/// The value at quantile `p` (0 to 1) of a sorted, non-empty sample.
+fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}

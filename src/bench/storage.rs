@@ -186,7 +186,7 @@ async fn list_latency(schema: &graphql::AppSchema, token: String, queries: usize
         anyhow::ensure!(response.errors.is_empty(), "query failed: {:?}", response.errors);
     }
     timings.sort();
-    let percentile = |p: f64| timings[((timings.len() as f64 * p) as usize).min(timings.len() - 1)];
+    let percentile = |p: f64| super::percentile(&timings, p);
     println!(
         "{:<40} p50 {:>8.3} ms   p99 {:>8.3} ms   ({} queries over {} conversations)",
         "conversations(first: 20)",

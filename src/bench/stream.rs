@@ -241,7 +241,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)] as f64 / 1e6
+    super::percentile(sorted, p) as f64 / 1e6
 }
 
 pub async fn run(args: StreamArgs) -> anyhow::Result<()> {

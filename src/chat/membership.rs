@@ -52,15 +52,6 @@ pub async fn of(conn: &mut DbConn, viewer: &Viewer, id: ConversationId) -> AppRe
 }
 
 /// Publishes committed events to everyone they concern, here and on other instances.
-/// Runs a command on a group and tells everyone it concerns.
-pub async fn run_on_group(app: &App, actor: Actor, id: GroupId, command: group::Command) -> AppResult<()> {
-    let recorded = app.db.write(|conn| {
-        async move { Ok::<_, AppError>(execute::<Group>(conn, id.uuid(), actor, command).await?) }.boxed()
-    });
-    publish(app, recorded.await?).await;
-    Ok(())
-}
-
 pub async fn publish(app: &App, events: Vec<RecordedEvent>) {
     let audience = async { access::audience(&mut app.db.conn().await?, &events).await };
     match audience.await {
@@ -71,4 +62,13 @@ pub async fn publish(app: &App, events: Vec<RecordedEvent>) {
             app.bus.publish_events(&Default::default(), events);
         }
     }
+}
+
+/// Runs a command on a group and tells everyone it concerns.
+pub async fn run_on_group(app: &App, actor: Actor, id: GroupId, command: group::Command) -> AppResult<()> {
+    let recorded = app.db.write(|conn| {
+        async move { Ok::<_, AppError>(execute::<Group>(conn, id.uuid(), actor, command).await?) }.boxed()
+    });
+    publish(app, recorded.await?).await;
+    Ok(())
 }

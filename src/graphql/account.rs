@@ -92,7 +92,7 @@ impl AccountQuery {
     /// How one may sign in and register here: for a sign-in page, before signing in.
     async fn sign_in_options(&self, ctx: &Context<'_>) -> ApiResult<SignInOptions> {
         let app = ctx.app();
-        let policy = registration::policy(&mut app.db.conn().await?, &app.config).await?;
+        let policy = registration::policy(&mut app.db.conn().await?, app.config.registration).await?;
         Ok(SignInOptions {
             registration: policy.into(),
             single_sign_on: app.oidc.as_ref().map(|oidc| SingleSignOn {

@@ -1,6 +1,8 @@
 //! Working together: forks, edits and regenerations as branches, sharing with users and
 //! groups, and finding a person to share with by exact email.
 
+use std::collections::HashMap;
+
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -83,11 +85,23 @@ pub(super) async fn forked_from(ctx: &Context<'_>, row: &ConversationRow) -> Api
 pub(super) async fn grants(ctx: &Context<'_>, id: ConversationId) -> ApiResult<Vec<AccessGrant>> {
     let mut conn = ctx.app().db.conn().await?;
     let rows = access::grants_of(&mut conn, id).await?;
+    let grantees: Vec<UserId> = rows
+        .iter()
+        .filter_map(|row| match row.grantee() {
+            Some(Grantee::User(user)) => Some(user),
+            _ => None,
+        })
+        .collect();
+    let mut people: HashMap<UserId, Person> = users::find_many(&mut conn, &grantees)
+        .await?
+        .into_iter()
+        .map(|row| (row.user_id(), Person::from(row)))
+        .collect();
     let mut grants = Vec::with_capacity(rows.len());
     for row in rows {
         let (Some(grantee), Some(role)) = (row.grantee(), row.role()) else { continue };
         let (user, group) = match grantee {
-            Grantee::User(user) => (users::find(&mut conn, user).await?.map(Person::from), None),
+            Grantee::User(user) => (people.remove(&user), None),
             Grantee::Group(group) => (None, groups::find(&mut conn, group).await?.map(Group)),
         };
         if user.is_some() || group.is_some() {
@@ -231,21 +245,10 @@ impl CollaborationMutation {
         };
         let member = chat::membership::of(&mut ctx.app().db.conn().await?, viewer, id).await?;
         member.require(Role::Owner)?;
-        let mut conn = ctx.app().db.conn().await?;
-        let exists = match grantee {
-            Grantee::User(user) => users::find(&mut conn, user).await?.is_some_and(|u| !u.disabled),
+        match grantee {
+            Grantee::User(user) => drop(super::groups::existing_user(ctx.app(), user).await?),
             // Only a group the owner can see: one they created or belong to.
-            Grantee::Group(group) => match groups::find(&mut conn, group).await? {
-                Some(row) => {
-                    row.creator() == viewer.user_id
-                        || groups::members(&mut conn, group).await?.contains(&viewer.user_id)
-                }
-                None => false,
-            },
-        };
-        drop(conn);
-        if !exists {
-            return Err(AppError::NotFound(if matches!(grantee, Grantee::User(_)) { "user" } else { "group" }).into());
+            Grantee::Group(group) => drop(super::groups::visible(ctx.app(), viewer, group).await?),
         }
         Ok(Conversation(chat::command(ctx.app(), member.actor(), id, Command::Grant { grantee, role }).await?))
     }

@@ -22,8 +22,8 @@ use crate::storage::DbConn;
 use crate::storage::event_store;
 use crate::storage::projections::conversations::{self, ConversationRow, ListKey, Listing};
 use crate::storage::projections::messages::{self, MessageRow};
-use crate::storage::projections::tool_calls;
 use crate::storage::projections::users;
+use crate::storage::projections::{access, tool_calls};
 
 const DEFAULT_TITLE: &str = "New conversation";
 
@@ -144,9 +144,10 @@ impl Conversation {
 
     /// What the viewer may do here.
     async fn viewer_role(&self, ctx: &Context<'_>) -> ApiResult<super::collaboration::AccessRole> {
-        let member =
-            chat::membership::of(&mut ctx.app().db.conn().await?, ctx.viewer()?, self.0.conversation_id()).await?;
-        Ok(member.role.into())
+        // The row is at hand: only the role needs looking up.
+        let (id, viewer) = (self.0.conversation_id(), ctx.viewer()?.user_id);
+        let role = access::role_of(&mut ctx.app().db.conn().await?, id, self.0.owner(), viewer).await?;
+        Ok(role.ok_or(AppError::NotFound("conversation"))?.into())
     }
 
     /// Messages, oldest first: for a fork, the inherited history first.

@@ -58,7 +58,7 @@ impl Group {
 }
 
 /// The group, if the viewer created it or belongs to it; NOT_FOUND otherwise.
-async fn visible(app: &App, viewer: &Viewer, id: GroupId) -> AppResult<GroupRow> {
+pub(super) async fn visible(app: &App, viewer: &Viewer, id: GroupId) -> AppResult<GroupRow> {
     let mut conn = app.db.conn().await?;
     match groups::find(&mut conn, id).await? {
         Some(row) if row.creator() == viewer.user_id => Ok(row),
@@ -68,8 +68,7 @@ async fn visible(app: &App, viewer: &Viewer, id: GroupId) -> AppResult<GroupRow>
 }
 
 /// A user who exists, to add to a group.
-async fn existing_user(app: &App, id: &ID) -> AppResult<UserId> {
-    let user = parse_id("userId", id, UserId::parse)?;
+pub(super) async fn existing_user(app: &App, user: UserId) -> AppResult<UserId> {
     match users::find(&mut app.db.conn().await?, user).await? {
         Some(row) if !row.disabled => Ok(user),
         _ => Err(AppError::NotFound("user")),
@@ -147,7 +146,7 @@ impl GroupsMutation {
         let viewer = ctx.viewer()?;
         let id = group_id(&input.group_id)?;
         visible(ctx.app(), viewer, id).await?;
-        let user_id = existing_user(ctx.app(), &input.user_id).await?;
+        let user_id = existing_user(ctx.app(), parse_id("userId", &input.user_id, UserId::parse)?).await?;
         chat::run_on_group(ctx.app(), viewer.actor(), id, Command::AddMember { user_id }).await?;
         Ok(Group(visible(ctx.app(), viewer, id).await?))
     }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
 use super::{ApiResult, ContextExt, parse_id};
+use crate::auth::accounts::Method;
 use crate::domain;
 use crate::domain::ids::SessionId;
 use crate::error::AppError;
@@ -37,7 +38,7 @@ fn session(row: SessionRow, current: SessionId) -> Session {
     Session {
         id: ID(row.session_id().to_string()),
         current: row.session_id() == current,
-        method: if row.method == "oidc" { SignInMethod::SingleSignOn } else { SignInMethod::Password },
+        method: if row.method == Method::Oidc.as_str() { SignInMethod::SingleSignOn } else { SignInMethod::Password },
         user_agent: row.user_agent,
         client_address: row.client_address,
         created_at: row.created_at.0,

@@ -49,19 +49,14 @@ pub async fn attempt(
     // Counting and adding must not interleave with another server's, or concurrent
     // guesses could all pass. The lock is held briefly: the password is checked after.
     conn.lock(LockKey::LoginAttempts).await?;
+    // Older rows still in the table are left to the hourly sweep.
     let since = DbTime(window_start(now, window));
-    let keys: Vec<&[u8]> = limits.iter().map(|limit| limit.key.as_slice()).collect();
-    let within = login_attempts::key.eq_any(&keys);
-    with_conn!(conn, |c| {
-        diesel::delete(login_attempts::table.filter(within).filter(login_attempts::attempted_at.le(since)))
-            .execute(c)
-            .await
-    })?;
     let mut refused = vec![];
     for (index, limit) in limits.iter().enumerate() {
         let times: Vec<DbTime> = with_conn!(conn, |c| {
             login_attempts::table
                 .filter(login_attempts::key.eq(&limit.key))
+                .filter(login_attempts::attempted_at.gt(since))
                 .order(login_attempts::attempted_at.asc())
                 .select(login_attempts::attempted_at)
                 .load(c)

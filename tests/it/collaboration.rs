@@ -154,6 +154,11 @@ async fn sharing_with_people_and_groups(app: TestApp) {
     let shared = sidebar.next_result().await.expect("an event");
     assert_eq!(shared["data"]["viewerEvents"], json!({ "type": "AccessGranted", "conversationId": id }));
     assert_eq!(app.ok(Some(&bob), READ, json!({ "id": id })).await["conversation"]["viewerRole"], "VIEWER");
+    let owner = "query($id: ID!) { conversation(id: $id) { owner { email } } }";
+    assert_eq!(
+        app.ok(Some(&bob), owner, json!({ "id": id })).await["conversation"]["owner"]["email"],
+        "alice@example.com"
+    );
     let listed = app.ok(Some(&bob), "{ conversations { edges { node { id } } } }", json!({})).await;
     assert_eq!(listed["conversations"]["edges"][0]["node"]["id"], json!(id));
     assert_eq!(error_code(&app.send_message(&bob, &id, "may I?").await), "FORBIDDEN");
@@ -197,8 +202,13 @@ async fn sharing_with_people_and_groups(app: TestApp) {
     assert_eq!(app.ok(Some(&carol), READ, json!({ "id": id })).await["conversation"]["viewerRole"], "VIEWER");
     assert_eq!(error_code(&app.send_message(&carol, &id, "hello").await), "FORBIDDEN");
     assert_eq!(error_code(&app.graphql(Some(&carol), add, member.clone()).await), "FORBIDDEN", "members do not manage");
-    let group_query = "query($id: ID!) { group(id: $id) { name } }";
-    assert_eq!(app.ok(Some(&carol), group_query, json!({ "id": group })).await["group"]["name"], "Team");
+    let group_query = "query($id: ID!) { group(id: $id) { name creator { email } createdAt } }";
+    let seen = app.ok(Some(&carol), group_query, json!({ "id": group })).await;
+    assert_eq!(
+        (&seen["group"]["name"], &seen["group"]["creator"]["email"]),
+        (&json!("Team"), &json!("alice@example.com"))
+    );
+    assert!(seen["group"]["createdAt"].as_str().is_some_and(|at| at.starts_with("20")), "{seen}");
     assert_eq!(error_code(&app.graphql(Some(&bob), group_query, json!({ "id": group })).await), "NOT_FOUND");
     let mut watching = subscribe(&app, &carol, &id).await;
     app.ok(Some(&alice), remove, member.clone()).await;
