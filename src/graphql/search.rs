@@ -1,5 +1,7 @@
 //! `searchMessages`: ranked full-text search over every message the viewer may read.
 
+use std::collections::HashMap;
+
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, SimpleObject};
 
@@ -67,10 +69,13 @@ impl SearchQuery {
         let query = Query::parse(&query).ok_or_else(|| AppError::bad_input("query", "has no words to search for"))?;
         let mut conn = ctx.app().db.conn().await?;
         let hits = search::messages(&mut conn, viewer.user_id, &query, offset, limit as i64 + 1).await?;
+        // One read for the page's conversations, however many hits each has.
+        let ids: Vec<_> = hits.iter().map(Hit::conversation).collect();
+        let rows = conversations::find_many(&mut conn, &ids).await?;
+        let rows: HashMap<_, _> = rows.into_iter().map(|row| (row.conversation_id(), row)).collect();
         let mut found = Vec::with_capacity(hits.len());
         for (n, hit) in hits.into_iter().enumerate() {
-            let conversation =
-                conversations::find(&mut conn, hit.conversation()).await?.ok_or(AppError::NotFound("conversation"))?;
+            let conversation = rows.get(&hit.conversation()).cloned().ok_or(AppError::NotFound("conversation"))?;
             found.push((offset + n as i64 + 1, hit, conversation));
         }
         Ok(page(

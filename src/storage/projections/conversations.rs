@@ -219,6 +219,14 @@ pub async fn find(conn: &mut DbConn, id: ConversationId) -> StoreResult<Option<C
     })?)
 }
 
+/// The conversations with these ids, in no particular order.
+pub async fn find_many(conn: &mut DbConn, ids: &[ConversationId]) -> StoreResult<Vec<ConversationRow>> {
+    let ids: Vec<DbUuid> = ids.iter().map(|id| DbUuid(id.uuid())).collect();
+    Ok(with_conn!(conn, |c| {
+        conversations::table.filter(conversations::id.eq_any(&ids)).select(ConversationRow::as_select()).load(c).await
+    })?)
+}
+
 /// Which conversations a list holds.
 #[derive(Debug, Clone, Copy)]
 pub enum Listing {
